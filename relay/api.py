@@ -1,0 +1,617 @@
+"""The server API executor: one coroutine per Centrifugo server API method.
+
+Transport-agnostic (like centrifugo ``internal/api/api.go``): the HTTP handlers in
+``relay/transports/http_api.py`` decode a body, call ``Executor.call`` and encode the
+result. Spec: spec/server-surface.md §4 (target v6.6.2).
+
+Rules, written once:
+
+* A request is a JSON object as ``json.loads`` gives it. ``decode_request`` checks its
+  field types against ``SCHEMAS`` (Go ``encoding/json`` semantics: unknown keys
+  ignored, names matched case-insensitively, ``null`` = zero value, wrong type = error)
+  and returns a normalized dict with canonical keys only.
+* Every method returns its result dict or raises ``ReplyError``; ``Executor.call``
+  adds metrics and turns any other exception into 100 (logged once, never re-raised).
+* Raw-JSON fields (``data``, ``info``) are re-encoded compactly; the JSON value
+  ``null`` counts as present. Stored raw JSON bytes come back as parsed JSON values.
+* Connection actions (subscribe, unsubscribe, disconnect, refresh) reach this node's
+  connections of exactly ``user`` (``""`` = anonymous ones), narrowed by ``client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from relay.errors import (
+    API_ERROR_NOT_FOUND,
+    DISCONNECT_FORCE_NO_RECONNECT,
+    ERROR_BAD_REQUEST,
+    ERROR_INTERNAL,
+    ERROR_NOT_AVAILABLE,
+    ERROR_UNRECOVERABLE_POSITION,
+    DecodeError,
+    Disconnect,
+    Error,
+    ReplyError,
+)
+from relay.protocol import json_codec
+from relay.protocol.channels import Override
+from relay.protocol.glob import compile_glob
+from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
+
+if TYPE_CHECKING:
+    from relay.client import Client
+    from relay.config import ChannelOptions
+    from relay.node import Node
+
+__all__ = ["Executor", "SCHEMAS", "METHODS", "decode_request", "error_dict"]
+
+log = logging.getLogger("relay.api")
+
+Request = dict[str, Any]
+Result = dict[str, Any]
+#: A field type: a kind name (see ``_CONVERTERS``) or a nested object schema.
+Spec = str | dict[str, Any]
+
+# ---- request schemas (centrifugo internal/apiproto/api.proto) --------------------------
+_STREAM_POSITION: dict[str, Spec] = {"offset": "uint64", "epoch": "str"}
+_BOOL_VALUE: dict[str, Spec] = {"value": "bool"}
+_OVERRIDE: dict[str, Spec] = {
+    key: _BOOL_VALUE
+    for key in (
+        "presence",
+        "join_leave",
+        "force_recovery",
+        "force_positioning",
+        "force_push_join_leave",
+    )
+}
+_PUBLISH_FIELDS: dict[str, Spec] = {
+    "data": "json",
+    "b64data": "str",
+    "skip_history": "bool",
+    "tags": "map_str",
+    "idempotency_key": "str",
+    "delta": "bool",
+    "version": "uint64",
+    "version_epoch": "str",
+}
+_TARGET: dict[str, Spec] = {"user": "str", "client": "str", "session": "str"}
+_CHANNEL: dict[str, Spec] = {"channel": "str"}
+
+SCHEMAS: dict[str, dict[str, Spec]] = {
+    "publish": {**_CHANNEL, **_PUBLISH_FIELDS},
+    "broadcast": {"channels": "list_str", **_PUBLISH_FIELDS},
+    "subscribe": {
+        **_TARGET,
+        **_CHANNEL,
+        "expire_at": "int64",
+        "info": "json",
+        "b64info": "str",
+        "data": "json",
+        "b64data": "str",
+        "recover_since": _STREAM_POSITION,
+        "override": _OVERRIDE,
+    },
+    "unsubscribe": {**_TARGET, **_CHANNEL},
+    "disconnect": {
+        **_TARGET,
+        "whitelist": "list_str",
+        "disconnect": {"code": "uint32", "reason": "str"},
+    },
+    "refresh": {**_TARGET, "expired": "bool", "expire_at": "int64", "info": "json"},
+    "presence": dict(_CHANNEL),
+    "presence_stats": dict(_CHANNEL),
+    "history": {**_CHANNEL, "limit": "int32", "since": _STREAM_POSITION, "reverse": "bool"},
+    "history_remove": dict(_CHANNEL),
+    "channels": {"pattern": "str"},
+    "info": {},
+    "rpc": {"method": "str", "params": "json"},
+    "batch": {"commands": "commands", "parallel": "bool"},
+}
+
+#: Methods a batch command may name, in Centrifugo's lookup order.
+METHODS: tuple[str, ...] = (
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "info",
+    "rpc",
+    "refresh",
+    "channels",
+)
+_COMMAND_SCHEMA: dict[str, Spec] = {m: m for m in METHODS}
+_INT_BOUNDS = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint32": (0, 2**32 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+_ABSENT = object()
+
+
+def decode_request(method: str, body: Any) -> Request:
+    """Check ``body`` against the schema of ``method``; raise ``DecodeError`` if it fails."""
+    schema = SCHEMAS.get(method)
+    if schema is None:
+        raise DecodeError(f"unknown method {method!r}")
+    return _decode_object(schema, body)
+
+
+def _decode_object(schema: dict[str, Spec], value: Any) -> Request:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError("object expected")
+    lowered = {name.lower(): name for name in schema}
+    out: Request = {}
+    for key, item in value.items():
+        name = key if key in schema else lowered.get(key.lower())
+        if name is None:
+            continue
+        converted = _convert(schema[name], item)
+        if converted is _ABSENT:
+            out.pop(name, None)
+        else:
+            out[name] = converted
+    return out
+
+
+def _convert(spec: Spec, value: Any) -> Any:
+    if isinstance(spec, dict):
+        return _ABSENT if value is None else _decode_object(spec, value)
+    if spec == "json":
+        return value
+    if value is None:
+        return _ABSENT
+    return _CONVERTERS[spec](value)
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise DecodeError(f"{what} expected")
+
+
+def _to_str(value: Any) -> str:
+    _check(isinstance(value, str), "string")
+    return str(value)
+
+
+def _to_bool(value: Any) -> bool:
+    _check(isinstance(value, bool), "bool")
+    return bool(value)
+
+
+def _int_converter(kind: str) -> Callable[[Any], int]:
+    low, high = _INT_BOUNDS[kind]
+
+    def convert(value: Any) -> int:
+        _check(isinstance(value, int) and not isinstance(value, bool), kind)
+        _check(low <= value <= high, kind)
+        return int(value)
+
+    return convert
+
+
+def _to_list_str(value: Any) -> list[str]:
+    _check(isinstance(value, list), "list")
+    return ["" if v is None else _to_str(v) for v in value]
+
+
+def _to_map_str(value: Any) -> dict[str, str]:
+    _check(isinstance(value, dict), "object")
+    return {k: "" if v is None else _to_str(v) for k, v in value.items()}
+
+
+def _to_commands(value: Any) -> list[Request | None]:
+    _check(isinstance(value, list), "list")
+    return [None if v is None else _decode_object(_COMMAND_SCHEMA, v) for v in value]
+
+
+def _method_converter(method: str) -> Callable[[Any], Request]:
+    return lambda value: decode_request(method, value)
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "str": _to_str,
+    "bool": _to_bool,
+    "list_str": _to_list_str,
+    "map_str": _to_map_str,
+    "commands": _to_commands,
+    **{kind: _int_converter(kind) for kind in _INT_BOUNDS},
+    **{m: _method_converter(m) for m in METHODS},
+}
+
+
+# ---- payload helpers ---------------------------------------------------------------------
+def error_dict(error: Error) -> Result:
+    """The API's error object: ``{"code": N, "message": "..."}`` (no ``temporary``)."""
+    return {"code": error.code, "message": error.message}
+
+
+def _raw(value: Any) -> bytes:
+    """A raw-JSON field's value as compact JSON bytes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw_or_none(req: Request, key: str) -> bytes | None:
+    return _raw(req[key]) if key in req else None
+
+
+def _json_value(data: bytes) -> Any:
+    """Stored raw JSON back to a value (binary payloads cannot travel over JSON: 100)."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReplyError(ERROR_INTERNAL) from exc
+
+
+def _payload(req: Request) -> tuple[bytes, bool]:
+    """Publication data and whether it is JSON: ``b64data`` wins when non-empty (107 if bad)."""
+    b64 = req.get("b64data", "")
+    if b64:
+        try:
+            data = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ReplyError(ERROR_BAD_REQUEST) from exc
+        return data, json_codec.is_json(data)
+    if "data" in req:
+        return _raw(req["data"]), True
+    return b"", True
+
+
+def _client_info(info: ClientInfo) -> Result:
+    out: Result = {"user": info.user, "client": info.client}
+    if info.conn_info:
+        out["conn_info"] = _json_value(info.conn_info)
+    if info.chan_info:
+        out["chan_info"] = _json_value(info.chan_info)
+    return out
+
+
+def _publication(pub: Publication) -> Result:
+    out: Result = {}
+    if pub.data:
+        out["data"] = _json_value(pub.data)
+    if pub.info is not None:
+        out["info"] = _client_info(pub.info)
+    if pub.offset:
+        out["offset"] = pub.offset
+    if pub.tags:
+        out["tags"] = dict(pub.tags)
+    return out
+
+
+def _position(sp: StreamPosition) -> Result:
+    out: Result = {}
+    if sp.offset:
+        out["offset"] = sp.offset
+    if sp.epoch:
+        out["epoch"] = sp.epoch
+    return out
+
+
+def _stream_position(value: Request | None) -> StreamPosition | None:
+    if value is None:
+        return None
+    return StreamPosition(int(value.get("offset", 0)), str(value.get("epoch", "")))
+
+
+def _override(value: Request | None) -> Override | None:
+    if value is None:
+        return None
+    flags = {k: bool(v.get("value", False)) for k, v in value.items() if v is not None}
+    return Override(**flags)
+
+
+def _require_channel(req: Request) -> str:
+    channel = req.get("channel", "")
+    if not channel:
+        raise ReplyError(ERROR_BAD_REQUEST)
+    return str(channel)
+
+
+Method = Callable[[Request], Awaitable[Result]]
+
+
+class Executor:
+    """Runs server API commands against one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.methods: dict[str, Method] = {
+            "publish": self.publish,
+            "broadcast": self.broadcast,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "disconnect": self.disconnect,
+            "refresh": self.refresh,
+            "presence": self.presence,
+            "presence_stats": self.presence_stats,
+            "history": self.history,
+            "history_remove": self.history_remove,
+            "channels": self.channels,
+            "info": self.info,
+            "rpc": self.rpc,
+            "batch": self._batch_request,
+        }
+
+    # ---- dispatch ---------------------------------------------------------------------
+    async def call(self, method: str, req: Any, protocol: str = "http") -> Result:
+        """Run ``method``: validate ``req`` (107), execute, record metrics; 104 if unknown."""
+        handler = self.methods.get(method)
+        if handler is None:
+            raise ReplyError(API_ERROR_NOT_FOUND)
+        metrics = self.node.metrics
+        started = time.monotonic()
+        try:
+            return await handler(self._decode(method, req))
+        except ReplyError as exc:
+            metrics.api_error(method, str(exc.error.code), protocol)
+            raise
+        except Exception as exc:
+            log.exception("error executing API method %s", method)
+            metrics.api_error(method, str(ERROR_INTERNAL.code), protocol)
+            raise ReplyError(ERROR_INTERNAL) from exc
+        finally:
+            metrics.api_command(method, time.monotonic() - started, protocol)
+
+    @staticmethod
+    def _decode(method: str, req: Any) -> Request:
+        try:
+            return decode_request(method, req)
+        except DecodeError as exc:
+            raise ReplyError(ERROR_BAD_REQUEST) from exc
+
+    # ---- publishing -------------------------------------------------------------------
+    async def publish(self, req: Request) -> Result:
+        """Publish into one channel: ``{"offset", "epoch"}`` (both omitted without history)."""
+        channel = _require_channel(req)
+        data, data_json = _payload(req)
+        return await self._publish_one(channel, data, data_json, req)
+
+    async def _publish_one(
+        self, channel: str, data: bytes, data_json: bool, req: Request
+    ) -> Result:
+        node = self.node
+        opts = node.rules.resolve(channel)
+        node.check_data_format(opts, data, data_json)
+        pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
+        try:
+            sp = await node.publish(
+                channel,
+                pub,
+                opts,
+                skip_history=bool(req.get("skip_history", False)),
+                idempotency_key=str(req.get("idempotency_key", "")),
+            )
+        except Exception as exc:
+            log.error("publish to %s failed: %r", channel, exc)
+            raise ReplyError(ERROR_INTERNAL) from exc
+        return _position(sp)
+
+    async def broadcast(self, req: Request) -> Result:
+        """Publish into many channels concurrently; per-channel responses in request order."""
+        channels: list[str] = req.get("channels") or []
+        if not channels:
+            raise ReplyError(ERROR_BAD_REQUEST)
+        data, data_json = _payload(req)
+        responses = await asyncio.gather(
+            *(self._broadcast_one(ch, data, data_json, req) for ch in channels)
+        )
+        return {"responses": list(responses)}
+
+    async def _broadcast_one(
+        self, channel: str, data: bytes, data_json: bool, req: Request
+    ) -> Result:
+        try:
+            if not channel:
+                raise ReplyError(ERROR_BAD_REQUEST)
+            return {"result": await self._publish_one(channel, data, data_json, req)}
+        except ReplyError as exc:
+            self.node.metrics.api_error("broadcast_publish", str(exc.error.code))
+            return {"error": error_dict(exc.error)}
+
+    # ---- connection actions ------------------------------------------------------------
+    def _targets(self, req: Request) -> list[Client]:
+        """This node's connections of exactly ``user``, narrowed to ``client`` if set."""
+        node = self.node
+        client_id = req.get("client", "")
+        uids = node.users.get(req.get("user", ""), ())
+        return [
+            node.clients[uid]
+            for uid in list(uids)
+            if uid in node.clients and (not client_id or uid == client_id)
+        ]
+
+    async def subscribe(self, req: Request) -> Result:
+        """Server-side subscribe of matching connections (b64 fields ignored, as v6.6)."""
+        channel = _require_channel(req)
+        self.node.rules.resolve(channel)
+        expire_at = req.get("expire_at", 0)
+        for client in self._targets(req):
+            try:
+                await client.subscribe_server(
+                    channel,
+                    info=_raw_or_none(req, "info"),
+                    data=_raw_or_none(req, "data"),
+                    override=_override(req.get("override")),
+                    expire_at=float(expire_at) if expire_at else None,
+                    recover_since=_stream_position(req.get("recover_since")),
+                )
+            except ReplyError as exc:
+                log.info("server-side subscribe of %s to %s failed: %s", client.uid, channel, exc)
+        return {}
+
+    async def unsubscribe(self, req: Request) -> Result:
+        """Unsubscribe matching connections from ``channel`` (no-op when it is empty)."""
+        channel = str(req.get("channel", ""))
+        if channel:
+            self.node.rules.resolve(channel)
+            for client in self._targets(req):
+                client.unsubscribe_server(channel)
+        return {}
+
+    async def disconnect(self, req: Request) -> Result:
+        """Close matching connections (default 3503 ``force disconnect``), minus ``whitelist``."""
+        spec = req.get("disconnect") or {}
+        code = int(spec.get("code", 0))
+        disconnect = (
+            Disconnect(code, str(spec.get("reason", ""))) if code else DISCONNECT_FORCE_NO_RECONNECT
+        )
+        keep = set(req.get("whitelist") or ())
+        for client in self._targets(req):
+            if client.uid not in keep:
+                client.disconnect(disconnect)
+        return {}
+
+    async def refresh(self, req: Request) -> Result:
+        """Refresh (or expire with 3005) matching connections."""
+        info = _raw_or_none(req, "info")
+        for client in self._targets(req):
+            client.refresh_server(
+                bool(req.get("expired", False)), int(req.get("expire_at", 0)), info
+            )
+        return {}
+
+    # ---- presence and history ----------------------------------------------------------
+    def _options(self, req: Request) -> tuple[str, ChannelOptions]:
+        channel = _require_channel(req)
+        return channel, self.node.rules.resolve(channel)
+
+    def _presence_options(self, req: Request) -> str:
+        channel, opts = self._options(req)
+        if not opts.presence:
+            raise ReplyError(ERROR_NOT_AVAILABLE)
+        return channel
+
+    def _history_options(self, req: Request) -> tuple[str, ChannelOptions]:
+        channel, opts = self._options(req)
+        if not opts.history_enabled:
+            raise ReplyError(ERROR_NOT_AVAILABLE)
+        return channel, opts
+
+    async def presence(self, req: Request) -> Result:
+        """``{"presence": {client_id: ClientInfo}}``; 108 when the namespace has no presence."""
+        channel = self._presence_options(req)
+        entries = await self.node.engine.presence(channel)
+        return {"presence": {cid: _client_info(info) for cid, info in entries.items()}}
+
+    async def presence_stats(self, req: Request) -> Result:
+        """``{"num_clients", "num_users"}``; 108 when the namespace has no presence."""
+        channel = self._presence_options(req)
+        clients, users = await self.node.engine.presence_stats(channel)
+        return {"num_clients": clients, "num_users": users}
+
+    async def history(self, req: Request) -> Result:
+        """Stream read: ``{"publications", "epoch", "offset"}``; 108 without history, 112."""
+        channel, opts = self._history_options(req)
+        flt = HistoryFilter(
+            since=_stream_position(req.get("since")),
+            limit=int(req.get("limit", 0)),
+            reverse=bool(req.get("reverse", False)),
+        )
+        try:
+            res = await self.node.engine.history(channel, flt, opts.history_meta_ttl)
+        except ReplyError as exc:
+            if exc.error.code == ERROR_UNRECOVERABLE_POSITION.code:
+                raise
+            raise ReplyError(ERROR_INTERNAL) from exc
+        return {
+            "publications": [_publication(p) for p in res.publications],
+            "epoch": res.position.epoch,
+            "offset": res.position.offset,
+        }
+
+    async def history_remove(self, req: Request) -> Result:
+        """Drop a stream's publications (its position stays); 108 without history."""
+        channel, _ = self._history_options(req)
+        await self.node.engine.remove_history(channel)
+        return {}
+
+    # ---- node ---------------------------------------------------------------------------
+    async def channels(self, req: Request) -> Result:
+        """Channels with local subscribers matching the glob ``pattern`` (100 if invalid)."""
+        pattern = str(req.get("pattern", ""))
+        try:
+            regex = compile_glob(pattern) if pattern else None
+        except (ValueError, OverflowError) as exc:
+            raise ReplyError(ERROR_INTERNAL) from exc
+        hub = self.node.hub
+        return {
+            "channels": {
+                ch: {"num_clients": hub.num_subscribers(ch)}
+                for ch in self.node.channels()
+                if regex is None or regex.fullmatch(ch)
+            }
+        }
+
+    async def info(self, req: Request) -> Result:
+        """This node's statistics as the single element of ``nodes``."""
+        node = self.node
+        entry: Result = {
+            "uid": node.uid,
+            "name": node.name,
+            "version": node.version,
+            "num_clients": len(node.clients),
+            "num_users": len(node.users),
+            "num_channels": node.hub.num_channels,
+        }
+        uptime = int(time.time() - node.started_at)
+        if uptime:
+            entry["uptime"] = uptime
+        entry["num_subs"] = node.hub.num_subscriptions
+        return {"nodes": [entry]}
+
+    async def rpc(self, req: Request) -> Result:
+        """No server API RPC extensions exist: 107 for an empty method, else 104."""
+        if not req.get("method"):
+            raise ReplyError(ERROR_BAD_REQUEST)
+        raise ReplyError(API_ERROR_NOT_FOUND)
+
+    # ---- batch --------------------------------------------------------------------------
+    async def _batch_request(self, req: Request) -> Result:
+        return await self.batch(req.get("commands") or [], bool(req.get("parallel", False)))
+
+    async def batch(self, commands: list[Any], parallel: bool = False) -> Result:
+        """``{"replies": [...]}`` in command order (``{}`` for no commands)."""
+        if not commands:
+            return {}
+        if parallel:
+            replies = list(await asyncio.gather(*(self._batch_one(c) for c in commands)))
+        else:
+            replies = [await self._batch_one(c) for c in commands]
+        return {"replies": replies}
+
+    async def _batch_one(self, command: Any) -> Result:
+        """One batch element: ``null`` or malformed -> 107, no known method -> 104."""
+        try:
+            if command is None:
+                raise ReplyError(ERROR_BAD_REQUEST)
+            cmd = self._decode_command(command)
+            method = next((m for m in METHODS if m in cmd), None)
+            if method is None:
+                raise ReplyError(API_ERROR_NOT_FOUND)
+            return {method: await self.call(method, cmd[method])}
+        except ReplyError as exc:
+            return {"error": error_dict(exc.error)}
+
+    @staticmethod
+    def _decode_command(command: Any) -> Request:
+        try:
+            return _decode_object(_COMMAND_SCHEMA, command)
+        except DecodeError as exc:
+            raise ReplyError(ERROR_BAD_REQUEST) from exc

@@ -1,0 +1,140 @@
+"""Every Prometheus metric, defined once, with Centrifugo's names and labels.
+
+Source: centrifugal/centrifuge ``metrics.go``, centrifugo ``internal/metrics``;
+spec/server-surface.md §8. ``channel_namespace`` is always "" as in Centrifugo OSS.
+Each ``Metrics`` owns its registry, so several nodes can live in one test process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client.exposition import generate_latest
+
+__all__ = ["Metrics"]
+
+NS = "centrifugo"
+
+
+class Metrics:
+    """The node's metric families and the few calls that update them."""
+
+    def __init__(self, version: str = "", registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.messages_sent = Counter(
+            "messages_sent_count", "Messages sent.", ["type", "channel_namespace"],
+            namespace=NS, subsystem="node", registry=r,
+        )
+        self.messages_received = Counter(
+            "messages_received_count", "Messages received.", ["type", "channel_namespace"],
+            namespace=NS, subsystem="node", registry=r,
+        )
+        self.num_clients = Gauge(
+            "num_clients", "Connected clients.", namespace=NS, subsystem="node", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.num_users = Gauge(
+            "num_users", "Unique users.", namespace=NS, subsystem="node", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.num_subscriptions = Gauge(
+            "num_subscriptions", "Subscriptions.", namespace=NS, subsystem="node", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.num_channels = Gauge(
+            "num_channels", "Channels with local subscribers.", namespace=NS, subsystem="node",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.build = Gauge(
+            "build", "Node build info.", ["version"], namespace=NS, subsystem="node", registry=r,
+            multiprocess_mode="max",
+        )
+        self.command_duration = Summary(
+            "command_duration_seconds", "Client command duration.",
+            ["method", "channel_namespace"], namespace=NS, subsystem="client", registry=r,
+        )
+        self.reply_errors = Counter(
+            "num_reply_errors", "Reply errors.", ["method", "code", "channel_namespace"],
+            namespace=NS, subsystem="client", registry=r,
+        )
+        self.server_unsubscribes = Counter(
+            "num_server_unsubscribes", "Server unsubscribes.", ["code", "channel_namespace"],
+            namespace=NS, subsystem="client", registry=r,
+        )
+        self.server_disconnects = Counter(
+            "num_server_disconnects", "Server disconnects.", ["code"],
+            namespace=NS, subsystem="client", registry=r,
+        )
+        self.recovers = Counter(
+            "recover", "Recovery attempts.",
+            ["recovered", "channel_namespace", "has_recovered_publications"],
+            namespace=NS, subsystem="client", registry=r,
+        )
+        self.transport_received = Counter(
+            "messages_received", "Transport frames received.",
+            ["transport", "frame_type", "channel_namespace"],
+            namespace=NS, subsystem="transport", registry=r,
+        )
+        self.transport_received_size = Counter(
+            "messages_received_size", "Transport bytes received.",
+            ["transport", "frame_type", "channel_namespace"],
+            namespace=NS, subsystem="transport", registry=r,
+        )
+        self.api_duration = Summary(
+            "command_duration_seconds", "Server API command duration.", ["protocol", "method"],
+            namespace=NS, subsystem="api", registry=r,
+        )
+        self.api_duration_histogram = Histogram(
+            "command_duration_seconds_histogram", "Server API command duration.",
+            ["protocol", "method"], namespace=NS, subsystem="api", registry=r,
+        )
+        self.api_errors = Counter(
+            "command_errors_total", "Server API errors.", ["protocol", "method", "error"],
+            namespace=NS, subsystem="api", registry=r,
+        )
+        if version:
+            self.build.labels(version=version).set(1)
+
+    # ---- updates ------------------------------------------------------------------------
+    def message_sent(self, kind: str, n: int = 1) -> None:
+        if n:
+            self.messages_sent.labels(kind, "").inc(n)
+
+    def message_received(self, kind: str, n: int = 1) -> None:
+        self.messages_received.labels(kind, "").inc(n)
+
+    def set_clients(self, clients: int, users: int) -> None:
+        self.num_clients.set(clients)
+        self.num_users.set(users)
+
+    def set_subscriptions(self, subs: int, channels: int) -> None:
+        self.num_subscriptions.set(subs)
+        self.num_channels.set(channels)
+
+    def command(self, method: str, seconds: float) -> None:
+        self.command_duration.labels(method, "").observe(seconds)
+
+    def reply_error(self, method: str, code: int) -> None:
+        self.reply_errors.labels(method, str(code), "").inc()
+
+    def server_unsubscribe(self, code: int) -> None:
+        self.server_unsubscribes.labels(str(code), "").inc()
+
+    def server_disconnect(self, code: int) -> None:
+        self.server_disconnects.labels(str(code)).inc()
+
+    def recover(self, recovered: bool) -> None:
+        self.recovers.labels("yes" if recovered else "no", "", "").inc()
+
+    def frame_received(self, size: int, transport: str = "websocket") -> None:
+        self.transport_received.labels(transport, "command", "").inc()
+        self.transport_received_size.labels(transport, "command", "").inc(size)
+
+    def api_command(self, method: str, seconds: float, protocol: str = "http") -> None:
+        self.api_duration.labels(protocol, method).observe(seconds)
+        self.api_duration_histogram.labels(protocol, method).observe(seconds)
+
+    def api_error(self, method: str, error: str, protocol: str = "http") -> None:
+        self.api_errors.labels(protocol, method, error).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

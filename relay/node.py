@@ -1,0 +1,172 @@
+"""One worker's orchestration: clients, hub, engine and the operations they share.
+
+Rules (written once):
+
+* Only the node touches the hub and the engine on behalf of clients and the API.
+* The node is the engine's event handler: publications, joins and leaves arrive
+  here and go to the hub, which fans them out without awaiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from relay import CENTRIFUGO_VERSION
+from relay.auth import TokenVerifier
+from relay.config import ChannelOptions, Config
+from relay.engines.base import Engine, PublishOptions
+from relay.errors import ERROR_BAD_REQUEST, DISCONNECT_SHUTDOWN, Disconnect, ReplyError
+from relay.hub import Hub
+from relay.metrics import Metrics
+from relay.protocol import json_codec
+from relay.protocol.channels import ChannelRules
+from relay.protocol.messages import ClientInfo, Publication, StreamPosition
+
+if TYPE_CHECKING:
+    from relay.client import Client
+
+__all__ = ["Node"]
+
+log = logging.getLogger("relay.node")
+
+
+class Node:
+    """Clients, subscriptions and publications of one worker process."""
+
+    def __init__(self, config: Config, engine: Engine, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.hub = Hub()
+        self.metrics = metrics or Metrics()
+        self.rules = ChannelRules(config.channel, insecure=config.client.insecure)
+        self.conn_verifier = TokenVerifier(
+            config.client.token,
+            skip_signature_verify=config.client.insecure_skip_token_signature_verify,
+        )
+        sub_cfg = config.client.subscription_token
+        self.sub_verifier = (
+            TokenVerifier(
+                sub_cfg, skip_signature_verify=config.client.insecure_skip_token_signature_verify
+            )
+            if sub_cfg.enabled
+            else self.conn_verifier
+        )
+        self.uid = str(uuid.uuid4())
+        self.name = config.node.name or f"{socket.gethostname()}_{config.http_server.port}"
+        self.version = f"{CENTRIFUGO_VERSION} OSS"
+        self.started_at = time.time()
+        self.connections: set[Client] = set()
+        self.clients: dict[str, Client] = {}
+        self.users: dict[str, set[str]] = {}
+        self.shutting_down = False
+        engine.set_event_handler(self)
+
+    # ---- engine events ----------------------------------------------------------------
+    def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
+        self.metrics.message_sent("publication", self.hub.broadcast_publication(channel, pub))
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None:
+        self.hub.broadcast_join_leave(channel, "join", info)
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        self.hub.broadcast_join_leave(channel, "leave", info)
+
+    # ---- clients ----------------------------------------------------------------------
+    def add_client(self, client: Client) -> None:
+        self.clients[client.uid] = client
+        self.users.setdefault(client.user, set()).add(client.uid)
+        self.metrics.set_clients(len(self.clients), len(self.users))
+
+    def remove_client(self, client: Client) -> None:
+        if self.clients.pop(client.uid, None) is None:
+            return
+        uids = self.users.get(client.user)
+        if uids is not None:
+            uids.discard(client.uid)
+            if not uids:
+                del self.users[client.user]
+        self.metrics.set_clients(len(self.clients), len(self.users))
+
+    def num_user_connections(self, user: str) -> int:
+        return len(self.users.get(user, ()))
+
+    def user_clients(self, user: str, client_id: str = "") -> list[Client]:
+        """Connections of ``user`` (all users when empty), optionally one client id."""
+        if client_id:
+            c = self.clients.get(client_id)
+            return [c] if c is not None and (not user or c.user == user) else []
+        if not user:
+            return list(self.clients.values())
+        return [self.clients[uid] for uid in self.users.get(user, ()) if uid in self.clients]
+
+    async def add_subscription(self, channel: str, client: Client) -> None:
+        if self.hub.add(channel, client):
+            await self.engine.subscribe(channel)
+        self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
+
+    async def remove_subscription(self, channel: str, client: Client) -> None:
+        if self.hub.remove(channel, client):
+            await self.engine.unsubscribe(channel)
+        self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
+
+    # ---- publishing -------------------------------------------------------------------
+    def publish_options(self, opts: ChannelOptions, skip_history: bool = False, key: str = "") -> PublishOptions:
+        if skip_history or not opts.history_enabled:
+            return PublishOptions(idempotency_key=key)
+        return PublishOptions(
+            history_size=opts.history_size,
+            history_ttl=opts.history_ttl,
+            history_meta_ttl=opts.history_meta_ttl,
+            idempotency_key=key,
+        )
+
+    async def publish(
+        self,
+        channel: str,
+        pub: Publication,
+        opts: ChannelOptions,
+        *,
+        skip_history: bool = False,
+        idempotency_key: str = "",
+    ) -> StreamPosition:
+        """Publish into ``channel`` through the engine; returns its stream position."""
+        popts = self.publish_options(opts, skip_history, idempotency_key)
+        sp, _ = await self.engine.publish(channel, pub, popts)
+        self.metrics.message_received("publication")
+        return sp
+
+    def check_data_format(self, opts: ChannelOptions, data: bytes, data_json: bool) -> None:
+        """``publication_data_format`` (namespace, else global): 107 on mismatch."""
+        fmt = opts.publication_data_format or self.config.channel.publication_data_format
+        if fmt == "binary":
+            return
+        if fmt == "":
+            if not data:
+                raise ReplyError(ERROR_BAD_REQUEST)
+            return
+        if not data_json or not data:
+            raise ReplyError(ERROR_BAD_REQUEST)
+        if fmt == "json_object" and not data.lstrip().startswith(b"{"):
+            raise ReplyError(ERROR_BAD_REQUEST)
+
+    @staticmethod
+    def is_json(data: bytes) -> bool:
+        return json_codec.is_json(data)
+
+    # ---- shutdown ---------------------------------------------------------------------
+    async def shutdown(self, disconnect: Disconnect = DISCONNECT_SHUTDOWN) -> None:
+        """Step 1: refuse new work; 2: close every client with ``disconnect``; 3: engine."""
+        self.shutting_down = True
+        for client in list(self.connections):
+            client.disconnect(disconnect)
+        await asyncio.sleep(0)
+        await self.engine.close()
+
+    def channels(self) -> Iterable[str]:
+        return self.hub.channels()

@@ -1,0 +1,79 @@
+"""Value types shared by the protocol core, the engines and the hub.
+
+``to_dict`` gives the schema-shaped dict the codecs encode (``protocol/schema.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ClientInfo", "Publication", "StreamPosition", "HistoryFilter", "HistoryResult"]
+
+
+@dataclass(slots=True)
+class ClientInfo:
+    """Who published, joined or left: user id, client id and raw JSON infos."""
+
+    user: str
+    client: str
+    conn_info: bytes | None = None
+    chan_info: bytes | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"user": self.user, "client": self.client}
+        if self.conn_info:
+            d["conn_info"] = self.conn_info
+        if self.chan_info:
+            d["chan_info"] = self.chan_info
+        return d
+
+
+@dataclass(slots=True)
+class Publication:
+    """One message in a channel.
+
+    ``data_json`` tells whether ``data`` holds valid compact JSON (so it can go to
+    JSON-protocol clients); binary payloads from Protobuf clients or ``b64data`` may not.
+    """
+
+    data: bytes
+    info: ClientInfo | None = None
+    offset: int = 0
+    tags: dict[str, str] | None = None
+    time: int = 0
+    data_json: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"data": self.data}
+        if self.info is not None:
+            d["info"] = self.info.to_dict()
+        if self.offset:
+            d["offset"] = self.offset
+        if self.tags:
+            d["tags"] = self.tags
+        if self.time:
+            d["time"] = self.time
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """A position in a channel's history stream: top offset and epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """What a history read returns: ``limit`` 0 = position only, -1 = everything."""
+
+    since: StreamPosition | None = None
+    limit: int = 0
+    reverse: bool = False
+
+
+@dataclass(slots=True)
+class HistoryResult:
+    publications: list[Publication] = field(default_factory=list)
+    position: StreamPosition = StreamPosition(0, "")

@@ -1,0 +1,121 @@
+"""Composition root of one worker: build everything from ``Config``, serve, shut down.
+
+``serve(config)`` is what ``relay --config FILE`` runs. ``RelayServer`` is also used
+directly by the tests (an in-process server on port 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from aiohttp import web
+
+from relay import fastpath
+from relay.api import Executor
+from relay.config import Config
+from relay.engines.memory import MemoryEngine
+from relay.metrics import Metrics
+from relay.node import Node
+from relay.transports import http_api
+from relay.transports.websocket import Gateway, GatewayContext
+
+__all__ = ["RelayServer", "serve"]
+
+log = logging.getLogger("relay.server")
+
+
+class RelayServer:
+    """One worker: node + engine + HTTP app + the listening gateway."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.engine = _build_engine(config)
+        self.node = Node(config, self.engine, self.metrics)
+        self.metrics.build.labels(version=self.node.version).set(1)
+        self.executor = Executor(self.node)
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
+        http_api.setup(self.app, self.node, self.executor)
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ctx: GatewayContext | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Start the engine and listen (on ``sock`` if given, else the configured address)."""
+        loop = asyncio.get_running_loop()
+        await self.engine.start()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        http_factory: Any = self._runner.server
+        self._ctx = GatewayContext(self.node, http_factory, loop)
+        ctx = self._ctx
+        if sock is not None:
+            self._server = await loop.create_server(lambda: Gateway(ctx), sock=sock)
+        else:
+            cfg = self.config.http_server
+            self._server = await loop.create_server(
+                lambda: Gateway(ctx), host=cfg.address or None, port=cfg.port, reuse_address=True
+            )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._housekeeping = loop.create_task(self._run_housekeeping())
+        log.info(
+            "serving websocket, api, health, metrics endpoints on %s:%s (fastpath: %s)",
+            self.config.http_server.address,
+            self.port,
+            fastpath.IMPLEMENTATION,
+        )
+
+    async def _run_housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            expire = getattr(self.engine, "expire", None)
+            if expire is not None:
+                expire()
+
+    async def stop(self) -> None:
+        """Numbered steps: 1 stop accepting; 2 close clients with 3001; 3 finish HTTP; 4 engine."""
+        if self._server is not None:
+            self._server.close()
+        await self.node.shutdown()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await asyncio.sleep(0.05)
+
+
+def _build_engine(config: Config) -> MemoryEngine:
+    if config.engine.type != "memory":
+        raise NotImplementedError(f"engine type {config.engine.type!r} is not available yet")
+    return MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+
+
+async def _main(config: Config) -> None:
+    server = RelayServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(server.stop(), timeout=config.shutdown.timeout)
+    except TimeoutError:
+        log.error("shutdown timed out")
+
+
+def serve(config: Config) -> None:
+    """Run one worker until SIGTERM/SIGINT."""
+    try:
+        import uvloop
+
+        uvloop.run(_main(config))
+    except ImportError:
+        asyncio.run(_main(config))

@@ -1,0 +1,265 @@
+"""HTTP server API, health and Prometheus endpoints on the aiohttp application.
+
+Spec: spec/server-surface.md §4.1 (transport, auth, statuses), §4.4 (batch), §4.5
+(legacy ``POST /api`` stream), §8 (metrics, health). Sources: centrifugo
+``internal/app/mux.go``, ``internal/middleware/{method,auth}.go``,
+``internal/api/handler*.go``.
+
+Request pipeline (numbered as Centrifugo's middleware chain):
+
+1. unknown method path -> 404 ``404 page not found``;
+2. not POST -> 405, empty body (before auth);
+3. API key (``X-API-Key``, else ``Authorization: apikey K``, else ``?api_key=``) -> 401;
+4. body decode against the method's schema -> 400 ``Bad Request``;
+5. ``Executor.call`` -> 200 ``{"result": ...}`` / ``{"error": ...}``, or in transport
+   error mode the error object with the HTTP status of ``TRANSPORT_STATUS``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from relay.api import SCHEMAS, Executor, decode_request, error_dict
+from relay.errors import API_ERROR_NOT_FOUND, DecodeError, Error, ReplyError
+from relay.node import Node
+
+__all__ = ["setup", "TRANSPORT_STATUS", "LEGACY_METHODS"]
+
+log = logging.getLogger("relay.api")
+
+#: API error code -> HTTP status in transport error mode (apiproto ``MapErrorToHTTPCode``).
+TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+#: Legacy endpoint method numbers (apiproto ``Command_MethodType``).
+LEGACY_METHODS = (
+    "publish",
+    "broadcast",
+    "unsubscribe",
+    "disconnect",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "rpc",
+    "subscribe",
+    "refresh",
+)
+JSON_TYPE = "application/json"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_NO_TRANSPORT_MODE = frozenset({"batch"})
+
+
+def setup(app: web.Application, node: Node, executor: Executor) -> None:
+    """Register ``/health``, ``/metrics`` and the API routes configured for ``node``."""
+    cfg = node.config
+    if cfg.health.enabled:
+        app.router.add_route("*", _prefix(cfg.health.handler_prefix, "/health"), _health)
+    if cfg.prometheus.enabled:
+        handler = _MetricsHandler(node)
+        app.router.add_route("*", _prefix(cfg.prometheus.handler_prefix, "/metrics"), handler)
+    if cfg.http_api.disabled:
+        return
+    api = _APIHandler(node, executor)
+    prefix = cfg.http_api.handler_prefix.rstrip("/")
+    app.router.add_route("*", prefix or "/", api.legacy)
+    app.router.add_route("*", prefix + "/{method}", api.method)
+
+
+def _prefix(configured: str, default: str) -> str:
+    return configured.rstrip("/") or default
+
+
+async def _health(request: web.Request) -> web.Response:
+    """Always 200 ``{}``, any method, no dependency checks."""
+    return web.Response(body=b"{}", content_type=JSON_TYPE)
+
+
+class _MetricsHandler:
+    """Prometheus text exposition of the node's registry (any method)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        resp = web.Response(body=self.node.metrics.exposition())
+        resp.headers["Content-Type"] = PROMETHEUS_TYPE
+        return resp
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_dumps(value), status=status, content_type=JSON_TYPE)
+
+
+def _plain(status: int, text: str) -> web.Response:
+    resp = web.Response(body=text.encode(), status=status)
+    resp.headers["Content-Type"] = "text/plain; charset=utf-8"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _load_json(body: bytes) -> Any:
+    """Parse a request body strictly (no NaN/Infinity); ``ValueError`` if it is not JSON."""
+    return json.loads(body.decode("utf-8", errors="replace"), parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+class _APIHandler:
+    """The API routes of one node: per-method endpoints and the legacy stream endpoint."""
+
+    def __init__(self, node: Node, executor: Executor) -> None:
+        self.node = node
+        self.executor = executor
+        cfg = node.config.http_api
+        self.insecure = cfg.insecure
+        self.key = cfg.key.encode()
+        self.transport_mode = cfg.error_mode == "transport"
+
+    # ---- middleware -----------------------------------------------------------------------
+    def _authorized(self, request: web.Request) -> bool:
+        """Centrifugo's API key check (constant-time comparisons)."""
+        if self.insecure:
+            return True
+        if not self.key:
+            log.error("API key is empty")
+            return False
+        header = request.headers.get("X-API-Key", "")
+        if header:
+            valid = self._matches(header)
+        else:
+            parts = request.headers.get("Authorization", "").split()
+            valid = len(parts) == 2 and parts[0].lower() == "apikey" and self._matches(parts[1])
+        if not valid and request.query_string:
+            valid = self._matches(request.query.get("api_key", ""))
+        return valid
+
+    def _matches(self, candidate: str) -> bool:
+        return hmac.compare_digest(self.key, candidate.encode("utf-8", "surrogateescape"))
+
+    def _gate(self, request: web.Request) -> web.Response | None:
+        """405 for non-POST, 401 for a bad key; ``None`` lets the request through."""
+        if request.method != "POST":
+            return web.Response(status=405)
+        if not self._authorized(request):
+            return web.Response(status=401)
+        return None
+
+    def _transport_mode(self, request: web.Request, method: str) -> bool:
+        if method in _NO_TRANSPORT_MODE:
+            return False
+        header = request.headers.get("X-Centrifugo-Error-Mode", "")
+        return self.transport_mode or header.lower() == "transport"
+
+    # ---- POST <prefix>/<method> -------------------------------------------------------------
+    async def method(self, request: web.Request) -> web.Response:
+        """One API method; the body is that method's request object."""
+        method = request.match_info["method"]
+        if method not in SCHEMAS:
+            return _plain(404, "404 page not found\n")
+        denied = self._gate(request)
+        if denied is not None:
+            return denied
+        body = await request.read()
+        try:
+            params = decode_request(method, _load_json(body))
+        except (ValueError, DecodeError):
+            self.node.metrics.api_error(method, "unmarshal")
+            return _plain(400, "Bad Request\n")
+        try:
+            result = await self.executor.call(method, params)
+        except ReplyError as exc:
+            return self._error_response(request, method, exc.error)
+        if method == "batch":
+            return _json_response(result)
+        return _json_response({"result": result})
+
+    def _error_response(self, request: web.Request, method: str, error: Error) -> web.Response:
+        if self._transport_mode(request, method):
+            return _json_response(error_dict(error), TRANSPORT_STATUS.get(error.code, 500))
+        return _json_response({"error": error_dict(error)})
+
+    # ---- POST <prefix> (legacy) -------------------------------------------------------------
+    async def legacy(self, request: web.Request) -> web.Response:
+        """A stream of ``{"id","method","params"}`` commands; one reply per line."""
+        denied = self._gate(request)
+        if denied is not None:
+            return denied
+        if self.node.shutting_down:
+            return _plain(503, "Service Unavailable\n")
+        body = await request.read()
+        try:
+            commands = list(_iter_stream(body))
+        except ValueError:
+            self.node.metrics.api_error("legacy", "unmarshal")
+            return _plain(400, "Bad Request\n")
+        replies = [await self._legacy_one(cmd) for cmd in commands]
+        return web.Response(body=b"\n".join(replies), content_type=JSON_TYPE)
+
+    async def _legacy_one(self, command: dict[str, Any]) -> bytes:
+        reply: dict[str, Any] = {}
+        if command["id"]:
+            reply["id"] = command["id"]
+        method = command["method"]
+        try:
+            if method is None:
+                raise ReplyError(API_ERROR_NOT_FOUND)
+            reply["result"] = await self.executor.call(method, command["params"])
+        except ReplyError as exc:
+            reply["error"] = error_dict(exc.error)
+        return _dumps(reply)
+
+
+def _iter_stream(body: bytes) -> Iterator[dict[str, Any]]:
+    """Decode back-to-back JSON commands; ``ValueError`` on a malformed stream or empty body."""
+    text = body.decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    pos, end, seen = 0, len(text), False
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            break
+        value, pos = decoder.raw_decode(text, pos)
+        seen = True
+        yield _legacy_command(value)
+    if not seen:
+        raise ValueError("empty body")
+
+
+def _legacy_command(value: Any) -> dict[str, Any]:
+    """Normalize one legacy command: ``id`` (uint32), ``method`` (name/number), ``params``."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValueError("command object expected")
+    fields = {k.lower(): v for k, v in value.items()}
+    cid = fields.get("id") or 0
+    if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < 2**32:
+        raise ValueError("bad id")
+    params = fields.get("params")
+    return {"id": cid, "method": _legacy_method(fields.get("method")), "params": params}
+
+
+def _legacy_method(value: Any) -> str | None:
+    """A method name (case-insensitive) or number; ``None`` when unknown (104)."""
+    if value is None:
+        return LEGACY_METHODS[0]
+    if isinstance(value, str):
+        name = value.lower()
+        return name if name in LEGACY_METHODS else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return LEGACY_METHODS[value] if 0 <= value < len(LEGACY_METHODS) else None
+    raise ValueError("bad method")
