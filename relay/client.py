@@ -12,6 +12,7 @@ Source of behaviour: centrifugal/centrifuge ``client.go``, centrifugo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -386,7 +387,7 @@ class Client:
             if sub_opts is not None and sub_opts.data:
                 res["data"] = sub_opts.data
             results[ch] = res
-            self._after_reply.append(lambda sub=sub: self._activate(sub))
+            self._after_reply.append(functools.partial(self._activate, sub))
         return results
 
     def _on_stale(self) -> None:
@@ -466,7 +467,7 @@ class Client:
         )
         if data:
             result["data"] = data
-        self._after_reply.append(lambda: self._activate(sub))
+        self._after_reply.append(functools.partial(self._activate, sub))
         return result
 
     def _verify_subscribe_token(self, token: str, channel: str) -> Any:
@@ -637,9 +638,7 @@ class Client:
         if ch not in self.subs or self.closed:
             return
         self.node.metrics.server_unsubscribe(unsub.code)
-        self.send_push(
-            {"channel": ch, "unsubscribe": {"code": unsub.code, "reason": unsub.reason}}
-        )
+        self.send_push({"channel": ch, "unsubscribe": {"code": unsub.code, "reason": unsub.reason}})
         self._loop.create_task(self._unsubscribe(ch))
 
     async def subscribe_server(
@@ -795,8 +794,10 @@ class Client:
             return {}
         except TokenInvalid:
             raise DisconnectError(DISCONNECT_INVALID_TOKEN) from None
-        if claims.channel != ch or claims.user != self.user or (
-            claims.client and claims.client != self.uid
+        if (
+            claims.channel != ch
+            or claims.user != self.user
+            or (claims.client and claims.client != self.uid)
         ):
             raise DisconnectError(DISCONNECT_INVALID_TOKEN)
         if claims.info is not None:
@@ -826,7 +827,9 @@ class Client:
             self.exp = float(expire_at)
             delay = self.exp - time.time() + self.node.config.client.expired_close_delay
             self._set_timer("expire", delay, self._on_expire)
-            self.send_push({"refresh": {"expires": True, "ttl": max(0, int(self.exp - time.time()))}})
+            self.send_push(
+                {"refresh": {"expires": True, "ttl": max(0, int(self.exp - time.time()))}}
+            )
         else:
             self.exp = None
             self._cancel_timer("expire")

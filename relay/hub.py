@@ -90,8 +90,10 @@ class Hub:
             if payload == b"":
                 if push is None:
                     push = {"push": {"channel": channel, "pub": pub.to_dict()}}
-                payload = None if (codec.name == "json" and not pub.data_json) else (
-                    codec.encode_reply(push)
+                payload = (
+                    None
+                    if (codec.name == "json" and not pub.data_json)
+                    else (codec.encode_reply(push))
                 )
                 encoded[codec.name] = payload
             sub.deliver_publication(channel, pub, payload)

@@ -21,75 +21,141 @@ class Metrics:
     def __init__(self, version: str = "", registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         self.messages_sent = Counter(
-            "messages_sent_count", "Messages sent.", ["type", "channel_namespace"],
-            namespace=NS, subsystem="node", registry=r,
+            "messages_sent_count",
+            "Messages sent.",
+            ["type", "channel_namespace"],
+            namespace=NS,
+            subsystem="node",
+            registry=r,
         )
         self.messages_received = Counter(
-            "messages_received_count", "Messages received.", ["type", "channel_namespace"],
-            namespace=NS, subsystem="node", registry=r,
+            "messages_received_count",
+            "Messages received.",
+            ["type", "channel_namespace"],
+            namespace=NS,
+            subsystem="node",
+            registry=r,
         )
         self.num_clients = Gauge(
-            "num_clients", "Connected clients.", namespace=NS, subsystem="node", registry=r,
+            "num_clients",
+            "Connected clients.",
+            namespace=NS,
+            subsystem="node",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.num_users = Gauge(
-            "num_users", "Unique users.", namespace=NS, subsystem="node", registry=r,
+            "num_users",
+            "Unique users.",
+            namespace=NS,
+            subsystem="node",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.num_subscriptions = Gauge(
-            "num_subscriptions", "Subscriptions.", namespace=NS, subsystem="node", registry=r,
+            "num_subscriptions",
+            "Subscriptions.",
+            namespace=NS,
+            subsystem="node",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.num_channels = Gauge(
-            "num_channels", "Channels with local subscribers.", namespace=NS, subsystem="node",
-            registry=r, multiprocess_mode="livesum",
+            "num_channels",
+            "Channels with local subscribers.",
+            namespace=NS,
+            subsystem="node",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.build = Gauge(
-            "build", "Node build info.", ["version"], namespace=NS, subsystem="node", registry=r,
+            "build",
+            "Node build info.",
+            ["version"],
+            namespace=NS,
+            subsystem="node",
+            registry=r,
             multiprocess_mode="max",
         )
         self.command_duration = Summary(
-            "command_duration_seconds", "Client command duration.",
-            ["method", "channel_namespace"], namespace=NS, subsystem="client", registry=r,
+            "command_duration_seconds",
+            "Client command duration.",
+            ["method", "channel_namespace"],
+            namespace=NS,
+            subsystem="client",
+            registry=r,
         )
         self.reply_errors = Counter(
-            "num_reply_errors", "Reply errors.", ["method", "code", "channel_namespace"],
-            namespace=NS, subsystem="client", registry=r,
+            "num_reply_errors",
+            "Reply errors.",
+            ["method", "code", "channel_namespace"],
+            namespace=NS,
+            subsystem="client",
+            registry=r,
         )
         self.server_unsubscribes = Counter(
-            "num_server_unsubscribes", "Server unsubscribes.", ["code", "channel_namespace"],
-            namespace=NS, subsystem="client", registry=r,
+            "num_server_unsubscribes",
+            "Server unsubscribes.",
+            ["code", "channel_namespace"],
+            namespace=NS,
+            subsystem="client",
+            registry=r,
         )
         self.server_disconnects = Counter(
-            "num_server_disconnects", "Server disconnects.", ["code"],
-            namespace=NS, subsystem="client", registry=r,
+            "num_server_disconnects",
+            "Server disconnects.",
+            ["code"],
+            namespace=NS,
+            subsystem="client",
+            registry=r,
         )
         self.recovers = Counter(
-            "recover", "Recovery attempts.",
+            "recover",
+            "Recovery attempts.",
             ["recovered", "channel_namespace", "has_recovered_publications"],
-            namespace=NS, subsystem="client", registry=r,
+            namespace=NS,
+            subsystem="client",
+            registry=r,
         )
         self.transport_received = Counter(
-            "messages_received", "Transport frames received.",
+            "messages_received",
+            "Transport frames received.",
             ["transport", "frame_type", "channel_namespace"],
-            namespace=NS, subsystem="transport", registry=r,
+            namespace=NS,
+            subsystem="transport",
+            registry=r,
         )
         self.transport_received_size = Counter(
-            "messages_received_size", "Transport bytes received.",
+            "messages_received_size",
+            "Transport bytes received.",
             ["transport", "frame_type", "channel_namespace"],
-            namespace=NS, subsystem="transport", registry=r,
+            namespace=NS,
+            subsystem="transport",
+            registry=r,
         )
         self.api_duration = Summary(
-            "command_duration_seconds", "Server API command duration.", ["protocol", "method"],
-            namespace=NS, subsystem="api", registry=r,
+            "command_duration_seconds",
+            "Server API command duration.",
+            ["protocol", "method"],
+            namespace=NS,
+            subsystem="api",
+            registry=r,
         )
         self.api_duration_histogram = Histogram(
-            "command_duration_seconds_histogram", "Server API command duration.",
-            ["protocol", "method"], namespace=NS, subsystem="api", registry=r,
+            "command_duration_seconds_histogram",
+            "Server API command duration.",
+            ["protocol", "method"],
+            namespace=NS,
+            subsystem="api",
+            registry=r,
         )
         self.api_errors = Counter(
-            "command_errors_total", "Server API errors.", ["protocol", "method", "error"],
-            namespace=NS, subsystem="api", registry=r,
+            "command_errors_total",
+            "Server API errors.",
+            ["protocol", "method", "error"],
+            namespace=NS,
+            subsystem="api",
+            registry=r,
         )
         if version:
             self.build.labels(version=version).set(1)

@@ -21,7 +21,7 @@ from relay import CENTRIFUGO_VERSION
 from relay.auth import TokenVerifier
 from relay.config import ChannelOptions, Config
 from relay.engines.base import Engine, PublishOptions
-from relay.errors import ERROR_BAD_REQUEST, DISCONNECT_SHUTDOWN, Disconnect, ReplyError
+from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
 from relay.hub import Hub
 from relay.metrics import Metrics
 from relay.protocol import json_codec
@@ -116,7 +116,9 @@ class Node:
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
 
     # ---- publishing -------------------------------------------------------------------
-    def publish_options(self, opts: ChannelOptions, skip_history: bool = False, key: str = "") -> PublishOptions:
+    def publish_options(
+        self, opts: ChannelOptions, skip_history: bool = False, key: str = ""
+    ) -> PublishOptions:
         if skip_history or not opts.history_enabled:
             return PublishOptions(idempotency_key=key)
         return PublishOptions(

@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 
 from relay.auth import encode_hmac_token
-from relay.config import ChannelConfig, ChannelOptions, ClientConfig, Config, HTTPAPIConfig
-from relay.config import HTTPServerConfig, Namespace, TokenConfig
+from relay.config import (
+    ChannelConfig,
+    ChannelOptions,
+    ClientConfig,
+    Config,
+    HTTPAPIConfig,
+    HTTPServerConfig,
+    Namespace,
+    TokenConfig,
+)
 from relay.server import RelayServer
 
 SECRET = "test-secret"
@@ -133,3 +141,19 @@ async def relay() -> AsyncIterator[ServerHandle]:
 def server_factory() -> Callable[..., Any]:
     """``async with server_factory(config) as srv:`` for tests needing their own config."""
     return run_server
+
+
+@pytest.fixture(
+    scope="session",
+    params=["asyncio", "uvloop"],
+    autouse=False,
+)
+def event_loop_policy(request: pytest.FixtureRequest) -> Any:
+    """Integration tests run on both loops (uvloop is what `relay` serves with)."""
+    if request.param == "uvloop":
+        import uvloop
+
+        return uvloop.EventLoopPolicy()
+    import asyncio
+
+    return asyncio.DefaultEventLoopPolicy()

@@ -134,7 +134,9 @@ class MemoryEngine:
     ) -> HistoryResult:
         return self.history_sync(channel, flt, meta_ttl)
 
-    def history_sync(self, channel: str, flt: HistoryFilter, meta_ttl: float = 0.0) -> HistoryResult:
+    def history_sync(
+        self, channel: str, flt: HistoryFilter, meta_ttl: float = 0.0
+    ) -> HistoryResult:
         now = self._clock()
         stream = self._stream(channel, now, meta_ttl)
         if stream.items and stream.items_expire <= now:
@@ -188,8 +190,8 @@ class MemoryEngine:
         now = self._clock()
         for ch in [ch for ch, s in self._streams.items() if s.meta_expire <= now]:
             del self._streams[ch]
-        for ch, s in self._streams.items():
-            if s.items and s.items_expire <= now:
-                s.items.clear()
+        for stream in self._streams.values():
+            if stream.items and stream.items_expire <= now:
+                stream.items.clear()
         for key in [k for k, (_, exp) in self._idempotency.items() if exp <= now]:
             del self._idempotency[key]

@@ -39,7 +39,9 @@ class Field(NamedTuple):
     always: bool = False
 
 
-SCALAR_KINDS = frozenset({"string", "bytes", "bool", "uint32", "int32", "uint64", "int64", "sint64"})
+SCALAR_KINDS = frozenset(
+    {"string", "bytes", "bool", "uint32", "int32", "uint64", "int64", "sint64"}
+)
 
 F = Field
 

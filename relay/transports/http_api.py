@@ -175,7 +175,7 @@ class _APIHandler:
         body = await request.read()
         try:
             params = decode_request(method, _load_json(body))
-        except (ValueError, DecodeError):
+        except (ValueError, RecursionError, DecodeError):
             self.node.metrics.api_error(method, "unmarshal")
             return _plain(400, "Bad Request\n")
         try:
@@ -202,7 +202,7 @@ class _APIHandler:
         body = await request.read()
         try:
             commands = list(_iter_stream(body))
-        except ValueError:
+        except (ValueError, RecursionError):
             self.node.metrics.api_error("legacy", "unmarshal")
             return _plain(400, "Bad Request\n")
         replies = [await self._legacy_one(cmd) for cmd in commands]

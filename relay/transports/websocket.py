@@ -18,6 +18,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 from relay.client import Client
@@ -95,10 +96,10 @@ class Gateway(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(HEAD_TIMEOUT, transport.close)
+        self._timer = loop.call_later(HEAD_TIMEOUT, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -152,9 +153,7 @@ class Gateway(asyncio.Protocol):
         )
         self.transport.close()
 
-    def _websocket(
-        self, method: str, target: str, headers: dict[str, str], rest: bytes
-    ) -> None:
+    def _websocket(self, method: str, target: str, headers: dict[str, str], rest: bytes) -> None:
         if method != "GET":
             self._respond(405, "Method Not Allowed")
             return
@@ -327,13 +326,15 @@ class WebSocketConnection(asyncio.Protocol):
         """Flush (except for 3008), send the close frame, wait briefly for the peer's."""
         if self._closing:
             return
-        if disconnect.code == DISCONNECT_SLOW.code or disconnect.code == DISCONNECT_WRITE_ERROR.code:
+        if disconnect.code in (DISCONNECT_SLOW.code, DISCONNECT_WRITE_ERROR.code):
+            # 3008/3009: the queue is dropped, not flushed (centrifuge flushRemaining).
             self._out.clear()
             self._closing = True
-            self.transport.abort() if disconnect.code == DISCONNECT_WRITE_ERROR.code else (
-                self.transport.write(build_close_frame(disconnect.code, disconnect.reason)),
-                self._schedule_abort(),
-            )
+            if disconnect.code == DISCONNECT_WRITE_ERROR.code:
+                self.transport.abort()
+            else:
+                self.transport.write(build_close_frame(disconnect.code, disconnect.reason))
+                self._schedule_abort()
             return
         self.flush()
         self._closing = True

@@ -79,8 +79,7 @@ class WSClient:
                 await self._read(timeout)
         except websockets.ConnectionClosed:
             pass
-        rcvd = self.ws.close_rcvd
-        return (rcvd.code, rcvd.reason) if rcvd else (None, "")
+        return self.ws.close_code, self.ws.close_reason or ""
 
     async def close(self) -> None:
         await self.ws.close()

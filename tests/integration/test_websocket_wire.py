@@ -121,8 +121,13 @@ async def test_recovery(relay: Any, protobuf: bool) -> None:
     res = (
         await c2.call(
             "subscribe",
-            {"channel": "hist:r", "recoverable": True, "recover": True,
-             "epoch": h["epoch"], "offset": 1},
+            {
+                "channel": "hist:r",
+                "recoverable": True,
+                "recover": True,
+                "epoch": h["epoch"],
+                "offset": 1,
+            },
         )
     )["subscribe"]
     assert res["recovered"] is True
@@ -132,7 +137,13 @@ async def test_recovery(relay: Any, protobuf: bool) -> None:
     res = (
         await c2.call(
             "subscribe",
-            {"channel": "hist:s", "recoverable": True, "recover": True, "epoch": "zzz", "offset": 5},
+            {
+                "channel": "hist:s",
+                "recoverable": True,
+                "recover": True,
+                "epoch": "zzz",
+                "offset": 5,
+            },
         )
     )["subscribe"]
     assert not res.get("recovered") and not res.get("publications")
@@ -154,8 +165,13 @@ async def test_recovery_gap_beyond_retention(relay: Any, protobuf: bool) -> None
     res = (
         await c.call(
             "subscribe",
-            {"channel": "hist:g", "recoverable": True, "recover": True,
-             "epoch": h["epoch"], "offset": 1},
+            {
+                "channel": "hist:g",
+                "recoverable": True,
+                "recover": True,
+                "epoch": h["epoch"],
+                "offset": 1,
+            },
         )
     )["subscribe"]
     assert not res.get("recovered") and "publications" not in res
@@ -319,9 +335,7 @@ async def test_oversized_frame_closes_1009(relay: Any, protobuf: bool) -> None:
 
 async def test_anonymous_without_token(server_factory: Any, protobuf: bool) -> None:
     cfg = make_config()
-    cfg = replace(
-        cfg, client=replace(cfg.client, allow_anonymous_connect_without_token=True)
-    )
+    cfg = replace(cfg, client=replace(cfg.client, allow_anonymous_connect_without_token=True))
     async with server_factory(cfg) as srv:
         c = await RawClient.open(srv.ws_url, protobuf)
         rep = await c.connect()
@@ -356,15 +370,25 @@ async def test_shutdown_sends_3001(server_factory: Any, protobuf: bool) -> None:
 
 
 async def test_bad_json_inputs(relay: Any) -> None:
-    for raw in ["nd3487yt734y38&**&**", "", '{"id":-1,"connect":{}}', '{"id":"1","connect":{}}',
-                "[" * 60000, '{"id":1}', '{"id":1,"ping":{}}']:
+    for raw in [
+        "nd3487yt734y38&**&**",
+        "",
+        '{"id":-1,"connect":{}}',
+        '{"id":"1","connect":{}}',
+        "[" * 60000,
+        '{"id":1}',
+        '{"id":1,"ping":{}}',
+    ]:
         c = await RawClient.open(relay.ws_url)
         await c.send_raw(raw)
         assert await c.closed() == (3501, "bad request"), raw[:40]
     # the 2nd of 3 commands malformed: #1 answered, then 3501
     c = await RawClient.open(relay.ws_url)
-    await c.send_raw(json.dumps({"id": 1, "connect": {"token": token()}}) + "\n{bad\n"
-                     + json.dumps({"id": 3, "subscribe": {"channel": "z"}}))
+    await c.send_raw(
+        json.dumps({"id": 1, "connect": {"token": token()}})
+        + "\n{bad\n"
+        + json.dumps({"id": 3, "subscribe": {"channel": "z"}})
+    )
     assert "connect" in await c.reply(1)
     assert await c.closed() == (3501, "bad request")
     assert not any(m.get("id") == 3 for m in c.inbox)
@@ -406,8 +430,10 @@ async def test_slow_client_disconnected_3008(server_factory: Any) -> None:
             b"Sec-WebSocket-Version: 13\r\n\r\n",
         )
         await loop.sock_recv(sock, 4096)
-        payload = json.dumps({"id": 1, "connect": {"token": token("slow")}}).encode() + b"\n" + (
-            json.dumps({"id": 2, "subscribe": {"channel": "flood"}}).encode()
+        payload = (
+            json.dumps({"id": 1, "connect": {"token": token("slow")}}).encode()
+            + b"\n"
+            + (json.dumps({"id": 2, "subscribe": {"channel": "flood"}}).encode())
         )
         mask = b"\x00\x00\x00\x00"
         await loop.sock_sendall(
@@ -429,4 +455,3 @@ async def test_slow_client_disconnected_3008(server_factory: Any) -> None:
         assert node.metrics.server_disconnects.labels("3008")._value.get() == 1
         await healthy.call("presence_stats", {"channel": "flood"})
         sock.close()
-

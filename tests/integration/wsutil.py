@@ -72,14 +72,18 @@ class RawClient:
     async def reply(self, cmd_id: int, timeout: float = 3.0) -> dict[str, Any]:
         return await self.expect(lambda m: m.get("id") == cmd_id, timeout)
 
-    async def push(self, kind: str, channel: str | None = None, timeout: float = 3.0) -> dict[str, Any]:
+    async def push(
+        self, kind: str, channel: str | None = None, timeout: float = 3.0
+    ) -> dict[str, Any]:
         def pred(m: dict[str, Any]) -> bool:
             p = m.get("push")
             return bool(p) and kind in p and (channel is None or p.get("channel") == channel)
 
         return (await self.expect(pred, timeout))["push"]
 
-    async def call(self, method: str, params: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
+    async def call(
+        self, method: str, params: dict[str, Any], timeout: float = 3.0
+    ) -> dict[str, Any]:
         cid = self.next_id()
         await self.send({"id": cid, method: params})
         return await self.reply(cid, timeout)

@@ -1,0 +1,38 @@
+# relay: the two quick-start commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEV_CONFIG ?= dev-config.json
+
+.PHONY: install run test test-pure lint bench clean
+
+$(STAMP): pyproject.toml setup.py relay/_fastpath.pyx
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel Cython
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python setup.py -q build_ext --inplace
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start relay on the embedded default (memory engine) with a generated dev config.
+run: install
+	$(BIN)/python scripts/dev_config.py $(DEV_CONFIG)
+	$(BIN)/relay --config $(DEV_CONFIG)
+
+## Install and run every test: lint, the suite with the Cython fast path, then the
+## pure-Python twin (RELAY_NO_EXTENSIONS=1).
+test: install lint
+	$(BIN)/python -m pytest -q
+	RELAY_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration -x
+
+lint: install
+	$(BIN)/ruff check relay tests bench scripts
+	$(BIN)/mypy relay
+
+bench: install
+	$(BIN)/python -m bench --help
+
+clean:
+	rm -rf build *.egg-info relay/_fastpath.c relay/_fastpath*.so $(VENV)
