@@ -274,6 +274,33 @@ async def test_recovery_impossible_beyond_history(relay: Any, protobuf: bool) ->
     assert pubs == [(1, {"n": 0})]  # nothing of the missed ones is replayed
 
 
+async def test_get_state_reloads_on_unrecoverable_position(relay: Any, protobuf: bool) -> None:
+    """get_state makes the SDK send flag bit 2: an impossible recovery is error 112, and the
+    SDK calls get_state again instead of reporting recovered=False."""
+    async with SDKPool(relay.ws_url, protobuf) as pool:
+        a, _ = await pool.connected(token=token("alice"))
+        for i in range(1, 6):
+            await a.publish("hist:gs", payload(protobuf, {"n": i}))
+        top = await a.history("hist:gs")
+        assert top.offset == 5
+        positions = [StreamPosition(1, top.epoch), StreamPosition(5, top.epoch)]
+        calls: list[str] = []
+
+        async def get_state(channel: str) -> StreamPosition:
+            calls.append(channel)
+            return positions[len(calls) - 1]
+
+        sub, rec = subscription(a, "hist:gs", recoverable=True, get_state=get_state)
+        await sub.subscribe()
+        ctx = await rec.wait("subscribed")
+        assert calls == ["hist:gs", "hist:gs"]
+        assert ctx.was_recovering and ctx.recovered
+        assert rec.all("error") == [] and rec.all("publication") == []
+        await a.publish("hist:gs", payload(protobuf, {"n": 6}))
+        pub = await rec.wait("publication")
+        assert pub.pub.offset == 6 and decoded(pub.pub.data) == {"n": 6}
+
+
 # =========================================================================================
 # 4. server-side subscriptions
 # =========================================================================================
