@@ -16,7 +16,7 @@ import secrets
 import string
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relay.engines.base import EventHandler, PublishOptions
 from relay.errors import ERROR_BAD_REQUEST, ERROR_UNRECOVERABLE_POSITION, ReplyError
@@ -86,6 +86,7 @@ class MemoryEngine:
                 return cached[0], True
         sp = StreamPosition(0, "")
         if opts.history_size > 0 and opts.history_ttl > 0:
+            pub = replace(pub)  # the stream owns its copy; callers keep theirs
             sp = self._append(channel, pub, opts, now)
         if opts.idempotency_key:
             self._idempotency[(channel, opts.idempotency_key)] = (sp, now + IDEMPOTENCY_TTL)

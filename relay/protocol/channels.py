@@ -87,7 +87,8 @@ class ChannelRules:
         ns, rest = self.namespace_of(channel)
         regex = self._regex.get(ns)
         if regex is not None:
-            if regex.fullmatch(rest) is None:
+            # Go's regexp.MatchString: a match anywhere in the name (not anchored).
+            if regex.search(rest) is None:
                 raise ReplyError(ERROR_BAD_REQUEST)
         elif not channel.isascii():
             raise ReplyError(ERROR_BAD_REQUEST)
@@ -101,7 +102,9 @@ class ChannelRules:
         boundary = self.cfg.user_boundary
         if not opts.allow_user_limited_channels or not boundary or boundary not in channel:
             return None
-        return channel.rsplit(boundary, 1)[1].split(self.cfg.user_separator)
+        users = channel.rsplit(boundary, 1)[1]
+        separator = self.cfg.user_separator
+        return users.split(separator) if separator else [users]
 
     # ---- permissions ------------------------------------------------------------------
     def can_subscribe_without_token(self, channel: str, opts: ChannelOptions, user: str) -> bool:

@@ -31,9 +31,12 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
             if end < 0:
                 raise ValueError(f"unclosed class in {pattern!r}")
             body = pattern[i:end]
+            body = body.replace("\\", "\\\\")
             if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
+                body = "^" + body[1:].replace("^", "\\^")
+            else:
+                body = body.replace("^", "\\^")  # gobwas: only "!" negates
+            out.append("[" + body + "]")
             i = end + 1
         elif c == "{":
             depth += 1
@@ -62,7 +65,7 @@ class OriginChecker:
         self._compiled = [compile_glob(p) for p in self.patterns]
 
     def allowed(self, origin: str | None) -> bool:
-        if origin is None:
+        if not origin:  # absent or empty header (Go's Header.Get gives "")
             return True
         if not self._compiled:
             return False

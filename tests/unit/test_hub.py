@@ -239,7 +239,10 @@ def test_join_leave_broadcast(kind: str) -> None:
         assert s.join_leave[0][1] is jp
         assert s.pubs == []
     assert json.loads(jp) == {
-        "push": {"channel": "ch", kind: {"info": {"user": "u", "client": "c", "conn_info": {"a": 1}}}}
+        "push": {
+            "channel": "ch",
+            kind: {"info": {"user": "u", "client": "c", "conn_info": {"a": 1}}},
+        }
     }
     pp = psubs[0].join_leave[0][1]
     for s in psubs:

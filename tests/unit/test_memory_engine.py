@@ -1,0 +1,200 @@
+"""MemoryEngine specifics beyond the engine contract (relay.engines.memory)."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from relay.engines.base import PublishOptions
+from relay.engines.memory import IDEMPOTENCY_TTL, MemoryEngine, new_epoch
+from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pubs: list[tuple[str, Publication, StreamPosition]] = []
+
+    def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
+        self.pubs.append((channel, pub, sp))
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None:
+        pass
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        pass
+
+
+ALL = HistoryFilter(limit=-1)
+
+
+def _engine(**kw: object) -> tuple[MemoryEngine, FakeClock]:
+    clock = FakeClock()
+    return MemoryEngine(clock=clock, **kw), clock  # type: ignore[arg-type]
+
+
+# ---- epochs -----------------------------------------------------------------------------
+def test_new_epoch_is_eight_letters() -> None:
+    epochs = {new_epoch() for _ in range(50)}
+    for e in epochs:
+        assert len(e) == 8
+        assert set(e) <= set(string.ascii_letters)
+    assert len(epochs) > 1
+
+
+# ---- sync paths and handler --------------------------------------------------------------
+def test_publish_without_handler_is_fine() -> None:
+    e, _ = _engine()
+    sp, dup = e.publish_sync(
+        "ch", Publication(b"1"), PublishOptions(history_size=5, history_ttl=10)
+    )
+    assert sp.offset == 1 and not dup
+
+
+async def test_start_close_and_subscribe_are_noops() -> None:
+    e, _ = _engine()
+    assert await e.start() is None
+    assert await e.subscribe("ch") is None
+    assert await e.unsubscribe("ch") is None
+    assert await e.close() is None
+
+
+async def test_join_leave_without_handler() -> None:
+    e, _ = _engine()
+    await e.publish_join("ch", ClientInfo("u", "c"))
+    await e.publish_leave("ch", ClientInfo("u", "c"))
+
+
+def test_publish_keeps_callers_publication_untouched() -> None:
+    e, _ = _engine()
+    pub = Publication(b"1")
+    sp, _ = e.publish_sync("ch", pub, PublishOptions(history_size=5, history_ttl=10))
+    assert sp.offset == 1 and pub.offset == 0  # the stream stores its own copy
+    e.publish_sync("other", pub, PublishOptions(history_size=5, history_ttl=10))
+    assert [p.offset for p in e.history_sync("ch", ALL).publications] == [1]
+    pub2 = Publication(b"2")
+    e.publish_sync("ch", pub2, PublishOptions())  # no history: offset untouched
+    assert pub2.offset == 0
+
+
+def test_sync_and_async_history_agree() -> None:
+    e, _ = _engine()
+    opts = PublishOptions(history_size=5, history_ttl=10)
+    for i in range(3):
+        e.publish_sync("ch", Publication(str(i).encode()), opts)
+    res = e.history_sync("ch", ALL)
+    assert [p.offset for p in res.publications] == [1, 2, 3]
+    assert res.position.offset == 3
+
+
+def test_delivery_happens_synchronously_in_order() -> None:
+    e, _ = _engine()
+    rec = Recorder()
+    e.set_event_handler(rec)
+    opts = PublishOptions(history_size=2, history_ttl=10)
+    for i in range(4):
+        e.publish_sync("ch", Publication(str(i).encode()), opts)
+    assert [sp.offset for _, _, sp in rec.pubs] == [1, 2, 3, 4]
+
+
+# ---- default meta TTL --------------------------------------------------------------------
+def test_default_meta_ttl_applies_when_unset() -> None:
+    e, clock = _engine(default_meta_ttl=100.0)
+    opts = PublishOptions(history_size=5, history_ttl=10)
+    sp, _ = e.publish_sync("ch", Publication(b"1"), opts)
+    clock.now += 99
+    assert e.history_sync("ch", HistoryFilter()).position == sp  # read extends to +100
+    clock.now += 100
+    res = e.history_sync("ch", HistoryFilter())
+    assert res.position.offset == 0 and res.position.epoch != sp.epoch
+
+
+def test_default_meta_ttl_is_720h() -> None:
+    e, clock = _engine()
+    opts = PublishOptions(history_size=5, history_ttl=10)
+    sp, _ = e.publish_sync("ch", Publication(b"1"), opts)
+    clock.now += 720 * 3600 - 1
+    assert e.history_sync("ch", HistoryFilter()).position == sp
+
+
+# ---- expire() housekeeping ----------------------------------------------------------------
+def test_expire_drops_streams_past_meta_ttl() -> None:
+    e, clock = _engine()
+    opts = PublishOptions(history_size=5, history_ttl=10, history_meta_ttl=60)
+    e.publish_sync("old", Publication(b"1"), opts)
+    clock.now += 30
+    e.publish_sync("young", Publication(b"1"), opts)
+    clock.now += 30  # "old" reaches its meta expiry exactly
+    e.expire()
+    assert "old" not in e._streams
+    assert "young" in e._streams
+    clock.now += 30
+    e.expire()
+    assert e._streams == {}
+
+
+def test_expire_clears_items_but_keeps_position() -> None:
+    e, clock = _engine()
+    opts = PublishOptions(history_size=5, history_ttl=10, history_meta_ttl=600)
+    sp, _ = e.publish_sync("ch", Publication(b"1"), opts)
+    clock.now += 9
+    e.expire()
+    assert len(e._streams["ch"].items) == 1
+    clock.now += 1
+    e.expire()
+    stream = e._streams["ch"]
+    assert len(stream.items) == 0
+    assert (stream.top, stream.epoch) == (1, sp.epoch)
+
+
+def test_expire_drops_idempotency_results() -> None:
+    e, clock = _engine()
+    e.publish_sync("ch", Publication(b"1"), PublishOptions(idempotency_key="a"))
+    clock.now += 100
+    e.publish_sync("ch", Publication(b"1"), PublishOptions(idempotency_key="b"))
+    clock.now += IDEMPOTENCY_TTL - 100
+    e.expire()
+    assert set(e._idempotency) == {("ch", "b")}
+    clock.now += 100
+    e.expire()
+    assert e._idempotency == {}
+
+
+def test_expire_on_empty_engine() -> None:
+    e, _ = _engine()
+    e.expire()
+    assert e._streams == {} and e._idempotency == {}
+
+
+def test_idempotency_expires_exactly_at_ttl() -> None:
+    e, clock = _engine()
+    opts = PublishOptions(idempotency_key="k")
+    assert e.publish_sync("ch", Publication(b"1"), opts)[1] is False
+    clock.now += IDEMPOTENCY_TTL
+    assert e.publish_sync("ch", Publication(b"1"), opts)[1] is False
+
+
+def test_idempotency_cached_position_survives_epoch_change() -> None:
+    e, clock = _engine()
+    opts = PublishOptions(history_size=5, history_ttl=10, history_meta_ttl=60, idempotency_key="k")
+    sp, _ = e.publish_sync("ch", Publication(b"1"), opts)
+    clock.now += 100  # meta expired, idempotency still valid
+    assert e.publish_sync("ch", Publication(b"1"), opts) == (sp, True)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_size_retention_keeps_last_n(size: int) -> None:
+    e, _ = _engine()
+    opts = PublishOptions(history_size=size, history_ttl=10)
+    for i in range(7):
+        e.publish_sync("ch", Publication(str(i).encode()), opts)
+    offsets = [p.offset for p in e.history_sync("ch", ALL).publications]
+    assert offsets == list(range(8 - size, 8))
