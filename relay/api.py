@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from relay.engines.base import PublishOptions
 from relay.errors import (
     API_ERROR_NOT_FOUND,
     DISCONNECT_FORCE_NO_RECONNECT,
@@ -348,6 +349,14 @@ class Executor:
             "rpc": self.rpc,
             "batch": self._batch_request,
         }
+        node.control_handlers.update(
+            {
+                "subscribe": self._subscribe_local,
+                "unsubscribe": self._unsubscribe_local,
+                "disconnect": self._disconnect_local,
+                "refresh": self._refresh_local,
+            }
+        )
 
     # ---- dispatch ---------------------------------------------------------------------
     async def call(self, method: str, req: Any, protocol: str = "http") -> Result:
@@ -438,9 +447,13 @@ class Executor:
         ]
 
     async def subscribe(self, req: Request) -> Result:
-        """Server-side subscribe of matching connections (b64 fields ignored, as v6.6)."""
-        channel = _require_channel(req)
-        self.node.rules.resolve(channel)
+        """Server-side subscribe of matching connections on every worker (b64 ignored, v6.6)."""
+        self.node.rules.resolve(_require_channel(req))
+        await self.node.control("subscribe", req)
+        return {}
+
+    async def _subscribe_local(self, req: Request) -> None:
+        channel = req["channel"]
         expire_at = req.get("expire_at", 0)
         for client in self._targets(req):
             try:
@@ -454,19 +467,25 @@ class Executor:
                 )
             except ReplyError as exc:
                 log.info("server-side subscribe of %s to %s failed: %s", client.uid, channel, exc)
-        return {}
 
     async def unsubscribe(self, req: Request) -> Result:
         """Unsubscribe matching connections from ``channel`` (no-op when it is empty)."""
         channel = str(req.get("channel", ""))
         if channel:
             self.node.rules.resolve(channel)
-            for client in self._targets(req):
-                client.unsubscribe_server(channel)
+            await self.node.control("unsubscribe", req)
         return {}
+
+    async def _unsubscribe_local(self, req: Request) -> None:
+        for client in self._targets(req):
+            client.unsubscribe_server(req["channel"])
 
     async def disconnect(self, req: Request) -> Result:
         """Close matching connections (default 3503 ``force disconnect``), minus ``whitelist``."""
+        await self.node.control("disconnect", req)
+        return {}
+
+    async def _disconnect_local(self, req: Request) -> None:
         spec = req.get("disconnect") or {}
         code = int(spec.get("code", 0))
         disconnect = (
@@ -476,16 +495,18 @@ class Executor:
         for client in self._targets(req):
             if client.uid not in keep:
                 client.disconnect(disconnect)
-        return {}
 
     async def refresh(self, req: Request) -> Result:
         """Refresh (or expire with 3005) matching connections."""
+        await self.node.control("refresh", req)
+        return {}
+
+    async def _refresh_local(self, req: Request) -> None:
         info = _raw_or_none(req, "info")
         for client in self._targets(req):
             client.refresh_server(
                 bool(req.get("expired", False)), int(req.get("expire_at", 0)), info
             )
-        return {}
 
     # ---- presence and history ----------------------------------------------------------
     def _options(self, req: Request) -> tuple[str, ChannelOptions]:
@@ -550,30 +571,39 @@ class Executor:
             regex = compile_glob(pattern) if pattern else None
         except (ValueError, OverflowError) as exc:
             raise ReplyError(ERROR_INTERNAL) from exc
-        hub = self.node.hub
+        counts: dict[str, int] = {}
+        for part in await self.node.survey("channels"):
+            for ch, n in part.items():
+                counts[ch] = counts.get(ch, 0) + n
         return {
             "channels": {
-                ch: {"num_clients": hub.num_subscribers(ch)}
-                for ch in self.node.channels()
+                ch: {"num_clients": n}
+                for ch, n in counts.items()
                 if regex is None or regex.fullmatch(ch)
             }
         }
 
     async def info(self, req: Request) -> Result:
-        """This node's statistics as the single element of ``nodes``."""
+        """This node's statistics (summed over its workers) as the element of ``nodes``."""
         node = self.node
+        parts = await node.survey("info")
+        users: set[str] = set()
+        channels: set[str] = set()
+        for part in parts:
+            users.update(part["users"])
+            channels.update(part["channels"])
         entry: Result = {
             "uid": node.uid,
             "name": node.name,
             "version": node.version,
-            "num_clients": len(node.clients),
-            "num_users": len(node.users),
-            "num_channels": node.hub.num_channels,
+            "num_clients": sum(p["num_clients"] for p in parts),
+            "num_users": len(users),
+            "num_channels": len(channels),
         }
         uptime = int(time.time() - node.started_at)
         if uptime:
             entry["uptime"] = uptime
-        entry["num_subs"] = node.hub.num_subscriptions
+        entry["num_subs"] = sum(p["num_subs"] for p in parts)
         return {"nodes": [entry]}
 
     async def rpc(self, req: Request) -> Result:
@@ -587,14 +617,88 @@ class Executor:
         return await self.batch(req.get("commands") or [], bool(req.get("parallel", False)))
 
     async def batch(self, commands: list[Any], parallel: bool = False) -> Result:
-        """``{"replies": [...]}`` in command order (``{}`` for no commands)."""
+        """``{"replies": [...]}`` in command order (``{}`` for no commands).
+
+        Publishes are grouped so that a batch reaches each shard owner as one message:
+        all of them when ``parallel``, runs of consecutive ones otherwise (so the order
+        between a publish and other commands is kept).
+        """
         if not commands:
             return {}
+        replies: list[Result] = [{} for _ in commands]
+        run: list[tuple[int, Request]] = []
+        others: list[int] = []
+        for i, command in enumerate(commands):
+            publish = self._batch_publish_params(command)
+            if publish is not None:
+                run.append((i, publish))
+                continue
+            if parallel:
+                others.append(i)
+                continue
+            await self._flush_publishes(run, replies)
+            run = []
+            replies[i] = await self._batch_one(command)
         if parallel:
-            replies = list(await asyncio.gather(*(self._batch_one(c) for c in commands)))
+            results = await asyncio.gather(
+                self._flush_publishes(run, replies),
+                *(self._batch_one(commands[i]) for i in others),
+            )
+            for i, reply in zip(others, results[1:], strict=True):
+                replies[i] = reply
         else:
-            replies = [await self._batch_one(c) for c in commands]
+            await self._flush_publishes(run, replies)
         return {"replies": replies}
+
+    def _batch_publish_params(self, command: Any) -> Request | None:
+        """The params of a well-formed ``{"publish": {...}}`` batch item, else None."""
+        if not isinstance(command, dict) or len(command) != 1:
+            return None
+        key = next(iter(command))
+        if key.lower() != "publish" or not isinstance(command[key], dict):
+            return None
+        try:
+            return self._decode("publish", command[key])
+        except ReplyError:
+            return None
+
+    async def _flush_publishes(self, run: list[tuple[int, Request]], replies: list[Result]) -> None:
+        if not run:
+            return
+        node = self.node
+        started = time.monotonic()
+        items: list[tuple[str, Publication, PublishOptions]] = []
+        slots: list[int] = []
+        for i, req in run:
+            try:
+                items.append(self._publish_item(req))
+                slots.append(i)
+            except ReplyError as exc:
+                node.metrics.api_error("publish", str(exc.error.code))
+                replies[i] = {"error": error_dict(exc.error)}
+        outcomes = await node.publish_many(items) if items else []
+        for i, outcome in zip(slots, outcomes, strict=True):
+            if isinstance(outcome, ReplyError):
+                node.metrics.api_error("publish", str(outcome.error.code))
+                replies[i] = {"error": error_dict(outcome.error)}
+            else:
+                replies[i] = {"publish": _position(outcome[0])}
+        elapsed = (time.monotonic() - started) / len(run)
+        for _ in run:
+            node.metrics.api_command("publish", elapsed)
+
+    def _publish_item(self, req: Request) -> tuple[str, Publication, PublishOptions]:
+        """Validate one publish request into an engine item (same checks as ``publish``)."""
+        node = self.node
+        channel = _require_channel(req)
+        data, data_json = _payload(req)
+        opts = node.rules.resolve(channel)
+        node.check_data_format(opts, data, data_json)
+        pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
+        popts = node.publish_options(
+            opts, bool(req.get("skip_history", False)), str(req.get("idempotency_key", ""))
+        )
+        return channel, pub, popts
 
     async def _batch_one(self, command: Any) -> Result:
         """One batch element: ``null`` or malformed -> 107, no known method -> 104."""

@@ -96,7 +96,7 @@ class Subscription:
     server_side: bool = False
     epoch: str = ""
     offset: int = 0
-    pending: list[tuple[Publication, bytes | None]] | None = field(default_factory=list)
+    pending: list[tuple[Publication, bytes | None, str]] | None = field(default_factory=list)
 
 
 class Client:
@@ -244,17 +244,22 @@ class Client:
         self._write_push(self.codec.encode_reply({"push": push}))
 
     # ---- hub callbacks ------------------------------------------------------------------
-    def deliver_publication(self, channel: str, pub: Publication, payload: bytes | None) -> None:
+    def deliver_publication(
+        self, channel: str, pub: Publication, payload: bytes | None, epoch: str = ""
+    ) -> None:
         sub = self.subs.get(channel)
         if sub is None or self.closed:
             return
         if sub.pending is not None:
-            sub.pending.append((pub, payload))
+            sub.pending.append((pub, payload, epoch))
             return
         if payload is None:
             self.disconnect(DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
         if sub.features.positioned and pub.offset:
+            if epoch and sub.epoch and epoch != sub.epoch:
+                self._insufficient_state(sub)  # the stream was reset: never a silent gap
+                return
             if pub.offset <= sub.offset:
                 return
             if pub.offset != sub.offset + 1:
@@ -267,6 +272,12 @@ class Client:
         sub = self.subs.get(channel)
         if sub is not None and sub.pending is None and sub.features.push_join_leave:
             self._write_push(payload)
+
+    def stream_lost(self, channel: str) -> None:
+        """The channel's stream is gone (owner restarted): positioned subs must resync."""
+        sub = self.subs.get(channel)
+        if sub is not None and sub.features.positioned:
+            self._insufficient_state(sub)
 
     def _insufficient_state(self, sub: Subscription) -> None:
         if sub.server_side:
@@ -587,8 +598,8 @@ class Client:
     async def _activate(self, sub: Subscription) -> None:
         """After the reply: deliver buffered publications, then presence and join."""
         pending, sub.pending = sub.pending or [], None
-        for pub, payload in pending:
-            self.deliver_publication(sub.channel, pub, payload)
+        for pub, payload, epoch in pending:
+            self.deliver_publication(sub.channel, pub, payload, epoch)
         if sub.expire_at is not None:
             delay = sub.expire_at - time.time() + self.node.config.client.expired_sub_close_delay
             self._set_timer("sub:" + sub.channel, delay, lambda: self._on_sub_expire(sub))

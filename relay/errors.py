@@ -124,6 +124,9 @@ class ReplyError(RelayError):
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
 
+    def __reduce__(self) -> tuple[type[ReplyError], tuple[Error]]:
+        return (type(self), (self.error,))
+
 
 class DisconnectError(RelayError):
     """A handler's failure that closes the connection."""
@@ -131,6 +134,9 @@ class DisconnectError(RelayError):
     def __init__(self, disconnect: Disconnect) -> None:
         super().__init__(f"{disconnect.code}: {disconnect.reason}")
         self.disconnect = disconnect
+
+    def __reduce__(self) -> tuple[type[DisconnectError], tuple[Disconnect]]:
+        return (type(self), (self.disconnect,))
 
 
 class ConfigError(RelayError):

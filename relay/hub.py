@@ -24,7 +24,9 @@ class Subscriber(Protocol):
     uid: str
     codec: Codec
 
-    def deliver_publication(self, channel: str, pub: Publication, payload: bytes | None) -> None:
+    def deliver_publication(
+        self, channel: str, pub: Publication, payload: bytes | None, epoch: str
+    ) -> None:
         """Queue an encoded ``pub`` push (``None``: cannot be encoded for this client)."""
 
     def deliver_join_leave(self, channel: str, payload: bytes) -> None:
@@ -77,7 +79,7 @@ class Hub:
         return sum(len(s) for s in self._channels.values())
 
     # ---- fan-out ----------------------------------------------------------------------
-    def broadcast_publication(self, channel: str, pub: Publication) -> int:
+    def broadcast_publication(self, channel: str, pub: Publication, epoch: str = "") -> int:
         """Encode once per codec and queue to every local subscriber; returns count."""
         subs = self._channels.get(channel)
         if not subs:
@@ -96,7 +98,7 @@ class Hub:
                     else (codec.encode_reply(push))
                 )
                 encoded[codec.name] = payload
-            sub.deliver_publication(channel, pub, payload)
+            sub.deliver_publication(channel, pub, payload, epoch)
         return len(subs)
 
     def broadcast_join_leave(self, channel: str, kind: str, info: ClientInfo) -> None:

@@ -14,11 +14,12 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from relay import CENTRIFUGO_VERSION
 from relay.auth import TokenVerifier
+from relay.cluster.bus import Bus
 from relay.config import ChannelOptions, Config
 from relay.engines.base import Engine, PublishOptions
 from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
@@ -65,11 +66,14 @@ class Node:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[str]] = {}
         self.shutting_down = False
+        self.bus: Bus | None = None
+        self.control_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         engine.set_event_handler(self)
 
     # ---- engine events ----------------------------------------------------------------
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
-        self.metrics.message_sent("publication", self.hub.broadcast_publication(channel, pub))
+        n = self.hub.broadcast_publication(channel, pub, sp.epoch)
+        self.metrics.message_sent("publication", n)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.hub.broadcast_join_leave(channel, "join", info)
@@ -128,6 +132,14 @@ class Node:
             idempotency_key=key,
         )
 
+    async def publish_many(
+        self, items: list[tuple[str, Publication, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+        """Publish a batch through the engine (one bus message per owning shard)."""
+        outcomes = await self.engine.publish_many(items)
+        self.metrics.message_received("publication", len(items))
+        return outcomes
+
     async def publish(
         self,
         channel: str,
@@ -172,3 +184,75 @@ class Node:
 
     def channels(self) -> Iterable[str]:
         return self.hub.channels()
+
+    # ---- cluster-wide operations (the workers of this node) ---------------------------
+    def attach_bus(self, bus: Bus) -> None:
+        """Join the node's worker mesh: control broadcasts, surveys, restart handling."""
+        self.bus = bus
+        loop = asyncio.get_running_loop()
+        bus.on("control", lambda _s, op, req: loop.create_task(self._apply_control(op, req)))
+        bus.serve("survey", lambda _s, op: self.local_survey(op))
+        bus.on_gap = self.worker_lost
+
+    async def control(self, op: str, req: dict[str, Any]) -> None:
+        """Run a connection action (subscribe, unsubscribe, disconnect, refresh) everywhere."""
+        if self.bus is not None:
+            self.bus.cast_all("control", op, req)
+        await self._apply_control(op, req)
+
+    async def _apply_control(self, op: str, req: dict[str, Any]) -> None:
+        handler = self.control_handlers.get(op)
+        if handler is None:
+            log.warning("unknown control operation %s", op)
+            return
+        try:
+            await handler(req)
+        except Exception:
+            log.exception("control operation %s failed", op)
+
+    def local_survey(self, op: str) -> Any:
+        """This worker's part of a survey: ``channels`` or ``info``."""
+        if op == "channels":
+            return {ch: self.hub.num_subscribers(ch) for ch in self.hub.channels()}
+        return {
+            "num_clients": len(self.clients),
+            "users": list(self.users),
+            "num_channels": self.hub.num_channels,
+            "num_subs": self.hub.num_subscriptions,
+            "channels": self.hub.channels(),
+        }
+
+    async def survey(self, op: str) -> list[Any]:
+        """Every worker's answer (workers that fail to answer are left out)."""
+        results = [self.local_survey(op)]
+        bus = self.bus
+        if bus is None:
+            return results
+        others = [w for w in range(bus.workers) if w != bus.id]
+        answers = await asyncio.gather(
+            *(bus.request(w, "survey", op, timeout=2.0) for w in others), return_exceptions=True
+        )
+        results.extend(a for a in answers if not isinstance(a, BaseException))
+        return results
+
+    def worker_lost(self, worker: int) -> None:
+        """A worker restarted (or a link lost messages): its shards' streams are gone.
+
+        Positioned subscriptions on channels it owns get insufficient state (the client
+        resubscribes and learns ``recovered: false``); interest is registered again.
+        """
+        engine = self.engine
+        owner_of = getattr(engine, "shards", None)
+        if owner_of is None:
+            return
+        restarted = getattr(engine, "worker_restarted", None)
+        if restarted is not None:
+            restarted(worker)
+        for channel in self.hub.channels():
+            if owner_of.owner(channel) != worker:
+                continue
+            for sub in self.hub.subscribers(channel):
+                client = self.clients.get(sub.uid)
+                if client is not None:
+                    client.stream_lost(channel)
+            asyncio.get_running_loop().create_task(engine.subscribe(channel))

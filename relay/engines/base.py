@@ -16,9 +16,11 @@ Guarantees every engine gives:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from relay.errors import ReplyError
 from relay.protocol.messages import (
     ClientInfo,
     HistoryFilter,
@@ -65,6 +67,11 @@ class Broker(Protocol):
         Returns the position of the publication and whether it was suppressed as an
         idempotent repeat (then it was not delivered again).
         """
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, Publication, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+        """Publish a batch in order; per-item failures are returned, not raised."""
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         """Deliver a join event to the channel's subscribers."""

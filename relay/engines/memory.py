@@ -16,6 +16,7 @@ import secrets
 import string
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from relay.engines.base import EventHandler, PublishOptions
@@ -116,6 +117,18 @@ class MemoryEngine:
         stream.meta_expire = now + (meta_ttl or self._default_meta_ttl)
         return stream
 
+    async def publish_many(
+        self, items: Sequence[tuple[str, Publication, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+        """A batch of publishes, in order; per-item errors are returned, not raised."""
+        out: list[tuple[StreamPosition, bool] | ReplyError] = []
+        for channel, pub, opts in items:
+            try:
+                out.append(self.publish_sync(channel, pub, opts))
+            except ReplyError as exc:
+                out.append(exc)
+        return out
+
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         if self._handler is not None:
             self._handler.handle_join(channel, info)
@@ -169,9 +182,15 @@ class MemoryEngine:
 
     # ---- presence ---------------------------------------------------------------------
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
+        self.add_presence_sync(channel, client_id, info)
+
+    def add_presence_sync(self, channel: str, client_id: str, info: ClientInfo) -> None:
         self._presence.setdefault(channel, {})[client_id] = info
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        self.remove_presence_sync(channel, client_id)
+
+    def remove_presence_sync(self, channel: str, client_id: str) -> None:
         entries = self._presence.get(channel)
         if entries is not None:
             entries.pop(client_id, None)

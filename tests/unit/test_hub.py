@@ -21,7 +21,9 @@ class FakeSub:
     pubs: list[tuple[str, Publication, bytes | None]] = field(default_factory=list)
     join_leave: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def deliver_publication(self, channel: str, pub: Publication, payload: bytes | None) -> None:
+    def deliver_publication(
+        self, channel: str, pub: Publication, payload: bytes | None, epoch: str = ""
+    ) -> None:
         self.pubs.append((channel, pub, payload))
 
     def deliver_join_leave(self, channel: str, payload: bytes) -> None:
