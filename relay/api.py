@@ -640,11 +640,13 @@ class Executor:
             run = []
             replies[i] = await self._batch_one(command)
         if parallel:
-            results = await asyncio.gather(
-                self._flush_publishes(run, replies),
-                *(self._batch_one(commands[i]) for i in others),
-            )
-            for i, reply in zip(others, results[1:], strict=True):
+            results: list[Result] = list(
+                await asyncio.gather(
+                    *(self._batch_one(commands[i]) for i in others),
+                    self._flush_publishes(run, replies),
+                )
+            )[: len(others)]
+            for i, reply in zip(others, results, strict=True):
                 replies[i] = reply
         else:
             await self._flush_publishes(run, replies)
@@ -662,9 +664,11 @@ class Executor:
         except ReplyError:
             return None
 
-    async def _flush_publishes(self, run: list[tuple[int, Request]], replies: list[Result]) -> None:
+    async def _flush_publishes(
+        self, run: list[tuple[int, Request]], replies: list[Result]
+    ) -> Result:
         if not run:
-            return
+            return {}
         node = self.node
         started = time.monotonic()
         items: list[tuple[str, Publication, PublishOptions]] = []
@@ -686,6 +690,7 @@ class Executor:
         elapsed = (time.monotonic() - started) / len(run)
         for _ in run:
             node.metrics.api_command("publish", elapsed)
+        return {}
 
     def _publish_item(self, req: Request) -> tuple[str, Publication, PublishOptions]:
         """Validate one publish request into an engine item (same checks as ``publish``)."""

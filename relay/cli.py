@@ -193,8 +193,9 @@ def _serve(args: argparse.Namespace) -> None:
         log.warning(message)
     for message, fields in result.warnings:
         log.warning(message, extra={"fields": fields})
-    server = importlib.import_module("relay.server")
-    server.serve(config)
+    # The front process: it must not import aiohttp or the protocol stack.
+    front = importlib.import_module("relay.cluster.supervisor")
+    front.serve(config)
 
 
 # ---- sub-commands -----------------------------------------------------------------------

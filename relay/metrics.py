@@ -7,8 +7,11 @@ Each ``Metrics`` owns its registry, so several nodes can live in one test proces
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["Metrics"]
 
@@ -157,6 +160,11 @@ class Metrics:
             subsystem="api",
             registry=r,
         )
+        self.bus_events = Counter(
+            "bus_messages", "Messages between this node's workers, by event.", ["event"],
+            namespace="relay", registry=r,
+        )
+        self._bus_seen: dict[str, int] = {}
         if version:
             self.build.labels(version=version).set(1)
 
@@ -202,5 +210,18 @@ class Metrics:
     def api_error(self, method: str, error: str, protocol: str = "http") -> None:
         self.api_errors.labels(protocol, method, error).inc()
 
+    def bus_counters(self, counters: dict[str, int]) -> None:
+        """Copy the bus's running totals (sent, backlogged, stale, gaps, ...) as increments."""
+        for event, total in counters.items():
+            delta = total - self._bus_seen.get(event, 0)
+            if delta:
+                self.bus_events.labels(event).inc(delta)
+                self._bus_seen[event] = total
+
     def exposition(self) -> bytes:
+        """This process's metrics, or the sum over all workers in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -16,8 +16,12 @@ from aiohttp import web
 
 from relay import fastpath
 from relay.api import Executor
+from relay.cluster.bus import Bus
+from relay.cluster.worker import WorkerSpec
 from relay.config import Config
+from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine
+from relay.engines.sharded import ShardedEngine
 from relay.metrics import Metrics
 from relay.node import Node
 from relay.transports import http_api
@@ -31,11 +35,18 @@ log = logging.getLogger("relay.server")
 class RelayServer:
     """One worker: node + engine + HTTP app + the listening gateway."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, cluster: WorkerSpec | None = None) -> None:
         self.config = config
+        self.cluster = cluster
         self.metrics = Metrics()
-        self.engine = _build_engine(config)
+        self.bus: Bus | None = None
+        if cluster is not None and cluster.workers > 1:
+            self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
+            self.bus.peer_generation = list(cluster.peer_generations)
+        self.engine = _build_engine(config, self.bus)
         self.node = Node(config, self.engine, self.metrics)
+        if cluster is not None:
+            self.node.uid = cluster.node_uid
         self.metrics.build.labels(version=self.node.version).set(1)
         self.executor = Executor(self.node)
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -46,15 +57,24 @@ class RelayServer:
         self._housekeeping: asyncio.Task[None] | None = None
         self.port = 0
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Start the engine and listen (on ``sock`` if given, else the configured address)."""
+    async def start(self, sock: socket.socket | None = None, listen: bool = True) -> None:
+        """Start the engine and listen (on ``sock`` if given, else the configured address).
+
+        ``listen=False`` is a worker's mode: connections arrive through ``adopt``.
+        """
         loop = asyncio.get_running_loop()
+        if self.bus is not None:
+            self.bus.start()
+            self.node.attach_bus(self.bus)
         await self.engine.start()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         http_factory: Any = self._runner.server
         self._ctx = GatewayContext(self.node, http_factory, loop)
         ctx = self._ctx
+        self._housekeeping = loop.create_task(self._run_housekeeping())
+        if not listen:
+            return
         if sock is not None:
             self._server = await loop.create_server(lambda: Gateway(ctx), sock=sock)
         else:
@@ -63,7 +83,6 @@ class RelayServer:
                 lambda: Gateway(ctx), host=cfg.address or None, port=cfg.port, reuse_address=True
             )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._housekeeping = loop.create_task(self._run_housekeeping())
         log.info(
             "serving websocket, api, health, metrics endpoints on %s:%s (fastpath: %s)",
             self.config.http_server.address,
@@ -71,12 +90,30 @@ class RelayServer:
             fastpath.IMPLEMENTATION,
         )
 
+    async def adopt(self, sock: socket.socket) -> None:
+        """Serve a connection accepted by the front process."""
+        assert self._ctx is not None
+        ctx = self._ctx
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: Gateway(ctx), sock)
+        except OSError as exc:
+            log.info("could not adopt a connection: %s", exc)
+            sock.close()
+
+    def worker_restarted(self, worker: int, generation: int) -> None:
+        """The front restarted ``worker``: fence its old life, resync its channels."""
+        if self.bus is not None:
+            self.bus.peer_restarted(worker, generation)
+        self.node.worker_lost(worker)
+
     async def _run_housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(1)
             expire = getattr(self.engine, "expire", None)
             if expire is not None:
                 expire()
+            if self.bus is not None:
+                self.metrics.bus_counters(self.bus.counters)
 
     async def stop(self) -> None:
         """Numbered steps: 1 stop accepting; 2 close clients with 3001; 3 finish HTTP; 4 engine."""
@@ -88,12 +125,17 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.sleep(0.05)
+        if self.bus is not None:
+            self.bus.close()
 
 
-def _build_engine(config: Config) -> MemoryEngine:
+def _build_engine(config: Config, bus: Bus | None) -> Engine:
     if config.engine.type != "memory":
         raise NotImplementedError(f"engine type {config.engine.type!r} is not available yet")
-    return MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+    memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+    if bus is None:
+        return memory
+    return ShardedEngine(bus, memory)
 
 
 async def _main(config: Config) -> None:

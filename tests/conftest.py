@@ -6,8 +6,13 @@ handle with ``ws_url``, ``api_url``, ``http_url`` and the ``node``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+import shutil
 import socket
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -26,6 +31,7 @@ from relay.config import (
     Namespace,
     TokenConfig,
 )
+from relay.cluster.worker import WorkerSpec
 from relay.server import RelayServer
 
 SECRET = "test-secret"
@@ -116,9 +122,100 @@ class ServerHandle:
     def node(self) -> Any:
         return self.server.node
 
+    @property
+    def nodes(self) -> list[Any]:
+        """Every worker's node (one in single mode)."""
+        workers = getattr(self.server, "workers", None)
+        return [w.node for w in workers] if workers else [self.server.node]
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """Connected clients of all workers, by client id."""
+        merged: dict[str, Any] = {}
+        for node in self.nodes:
+            merged.update(node.clients)
+        return merged
+
+    def num_subscribers(self, channel: str) -> int:
+        return sum(node.hub.num_subscribers(channel) for node in self.nodes)
+
+    def server_disconnects(self, code: int) -> float:
+        return sum(
+            node.metrics.server_disconnects.labels(str(code))._value.get() for node in self.nodes
+        )
+
+
+class ClusterServer:
+    """Several workers in one event loop behind a tiny front (round-robin hand-over).
+
+    The workers talk over the real ZeroMQ bus and shard channels exactly as separate
+    processes do; only the process boundary is missing (tests/cluster/ covers it).
+    """
+
+    def __init__(self, config: Config, workers: int) -> None:
+        self.ipc_dir = tempfile.mkdtemp(prefix="relay-test-ipc-")
+        uid = str(uuid.uuid4())
+        self.workers = [
+            RelayServer(
+                config,
+                cluster=WorkerSpec(i, workers, self.ipc_dir, 0, (0,) * workers, uid),
+            )
+            for i in range(workers)
+        ]
+        self.node = self.workers[0].node
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._next = 0
+
+    async def start(self, sock: socket.socket) -> None:
+        for worker in self.workers:
+            await worker.start(listen=False)
+        sock.setblocking(False)
+        self._listener = sock
+        self.port = sock.getsockname()[1]
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            worker = self.workers[self._next % len(self.workers)]
+            self._next += 1
+            asyncio.get_running_loop().create_task(worker.adopt(conn))
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for worker in self.workers:
+            await worker.stop()
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+#: "single": one in-process worker; "workers2": two sharded workers (ZeroMQ bus).
+MODES = os.environ.get("RELAY_TEST_MODES", "single,workers2").split(",")
+
 
 @asynccontextmanager
-async def run_server(config: Config | None = None) -> AsyncIterator[ServerHandle]:
+async def run_server(
+    config: Config | None = None, mode: str = "single"
+) -> AsyncIterator[ServerHandle]:
+    if mode.startswith("workers"):
+        cluster = ClusterServer(config or make_config(), int(mode[len("workers") :]))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        await cluster.start(sock)
+        try:
+            yield ServerHandle(cluster)  # type: ignore[arg-type]
+        finally:
+            await cluster.stop()
+        return
     server = RelayServer(config or make_config())
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,16 +228,22 @@ async def run_server(config: Config | None = None) -> AsyncIterator[ServerHandle
         await server.stop()
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every integration test runs with one worker and with several."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def relay() -> AsyncIterator[ServerHandle]:
-    async with run_server() as handle:
+async def relay(mode: str) -> AsyncIterator[ServerHandle]:
+    async with run_server(mode=mode) as handle:
         yield handle
 
 
 @pytest.fixture
-def server_factory() -> Callable[..., Any]:
+def server_factory(mode: str) -> Callable[..., Any]:
     """``async with server_factory(config) as srv:`` for tests needing their own config."""
-    return run_server
+    return functools.partial(run_server, mode=mode)
 
 
 @pytest.fixture(

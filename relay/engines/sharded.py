@@ -78,6 +78,7 @@ class ShardedEngine:
         bus.on("join", lambda _s, ch, info: self._deliver(ch, "join", info))
         bus.on("leave", lambda _s, ch, info: self._deliver(ch, "leave", info))
         bus.on("interest", self._on_interest)
+        bus.serve("interest", self._on_interest)
         bus.on("presence_add", self._on_presence_add)
         bus.on("presence_remove", self._on_presence_remove)
         bus.on("emit_join", lambda _s, ch, kind, info: self.emit(ch, kind, info))
@@ -214,7 +215,13 @@ class ShardedEngine:
         self.bus.cast(self.shards.owner(channel), "emit_join", channel, "leave", info)
 
     async def subscribe(self, channel: str) -> None:
-        self.bus.cast(self.shards.owner(channel), "interest", channel, True)
+        """Register interest and wait for the owner's ack: once a subscribe is answered,
+        every later publication reaches this worker (as a broker SUBSCRIBE does)."""
+        owner = self.shards.owner(channel)
+        if owner == self.bus.id:
+            self._on_interest(owner, channel, True)
+            return
+        await self._call(channel, "interest", True)
 
     async def unsubscribe(self, channel: str) -> None:
         self.bus.cast(self.shards.owner(channel), "interest", channel, False)

@@ -26,7 +26,7 @@ def protobuf(request: pytest.FixtureRequest) -> bool:
 
 
 def server_client(srv: Any, client_id: str) -> Any:
-    return srv.node.clients[client_id]
+    return srv.clients[client_id]
 
 
 async def quiet(seconds: float = 0.3) -> None:
@@ -44,8 +44,8 @@ async def test_connect_with_token(relay: Any, protobuf: bool) -> None:
         assert len(ctx.client) == 36 and ctx.client == client.client_id
         assert ctx.version.endswith(" OSS")
         assert client.state == ClientState.CONNECTED
-        assert ctx.client in relay.node.clients
-        assert relay.node.clients[ctx.client].user == "42"
+        assert ctx.client in relay.clients
+        assert relay.clients[ctx.client].user == "42"
 
 
 async def test_anonymous_connect_allowed(server_factory: Any, protobuf: bool) -> None:
@@ -54,7 +54,7 @@ async def test_anonymous_connect_allowed(server_factory: Any, protobuf: bool) ->
     async with server_factory(cfg) as srv, SDKPool(srv.ws_url, protobuf) as pool:
         client, rec = await pool.connected()
         assert client.state == ClientState.CONNECTED
-        assert srv.node.clients[client.client_id].user == ""
+        assert srv.clients[client.client_id].user == ""
 
 
 async def test_anonymous_connect_refused(relay: Any, protobuf: bool) -> None:
@@ -96,7 +96,7 @@ async def test_expired_token_reconnects_with_get_token(relay: Any, protobuf: boo
         ctx = await rec.wait("connected")
         assert calls == ["connect"]
         assert client.state == ClientState.CONNECTED
-        assert relay.node.clients[ctx.client].user == "42"
+        assert relay.clients[ctx.client].user == "42"
         # The first attempt was answered with error 109 (token expired).
         errors = [e.error for e in rec.all("error") if isinstance(e.error, ReplyError)]
         assert [e.code for e in errors] == [109]
@@ -393,7 +393,7 @@ async def test_connection_token_refresh(server_factory: Any, protobuf: bool) -> 
         assert len(rec.all("connected")) == 1
         assert len(rec.all("connecting")) == 1
         assert rec.all("disconnected") == []
-        server = srv.node.clients[client.client_id]
+        server = srv.clients[client.client_id]
         assert server.exp is not None and server.exp > time.time() + 30
 
 
@@ -423,7 +423,7 @@ async def test_subscription_token_refresh(server_factory: Any, protobuf: bool) -
         assert sub.state == SubscriptionState.SUBSCRIBED
         assert rec.all("unsubscribed") == [] and len(rec.all("subscribed")) == 1
         assert rec.all("subscribing", lambda c: c.code != 0) == []
-        server_sub = srv.node.clients[a.client_id].subs["$refresh"]
+        server_sub = srv.clients[a.client_id].subs["$refresh"]
         assert server_sub.expire_at is not None and server_sub.expire_at > time.time() + 30
 
 

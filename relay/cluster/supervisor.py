@@ -1,0 +1,274 @@
+"""The front process: one public port, N workers, sockets handed over, nothing read.
+
+``serve(config)`` is what ``relay --config FILE`` runs:
+
+1. bind the public port; prepare a private ``ipc://`` directory and the Prometheus
+   multiprocess directory (``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts);
+2. spawn ``workers`` worker processes (``relay.cluster.worker``), each with one end of a
+   ``SOCK_SEQPACKET`` pair;
+3. accept connections and pass each one (SCM_RIGHTS) to the least-loaded worker, then
+   close the front's copy: the front never reads a byte;
+4. restart a worker that dies (within a second), tell the others its new generation;
+5. on SIGTERM/SIGINT stop accepting, forward the signal, wait for the workers (they close
+   their clients with 3001), kill stragglers after the shutdown timeout, clean up.
+
+The front imports neither aiohttp nor the protocol stack (a selector loop, no asyncio).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from relay.config import Config
+
+__all__ = ["Supervisor", "serve", "worker_count"]
+
+log = logging.getLogger("relay.front")
+
+ACCEPT_BATCH = 256
+SHUTDOWN_CAP = 5.0
+
+
+def worker_count(config: Config) -> int:
+    return config.workers if config.workers > 0 else (os.cpu_count() or 1)
+
+
+@dataclass
+class Worker:
+    id: int
+    generation: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    ctrl: socket.socket | None = None
+    load: int = 0
+    handed: int = 0
+    started_at: float = 0.0
+    restarts: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    """Owns the listening socket and the worker processes."""
+
+    def __init__(self, config: Config, workers: int | None = None) -> None:
+        self.config = config
+        self.n = workers or worker_count(config)
+        self.node_uid = str(uuid.uuid4())
+        self.workers = [Worker(i) for i in range(self.n)]
+        self.sel = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.stopping = False
+        self.exit_code = 0
+        self.ipc_dir = tempfile.mkdtemp(prefix="relay-ipc-")
+        self.metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
+        self._config_path = os.path.join(self.ipc_dir, "config.pickle")
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # ---- setup ----------------------------------------------------------------------------
+    def bind(self) -> None:
+        cfg = self.config.http_server
+        family = socket.AF_INET6 if ":" in cfg.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.address or ("::" if family == socket.AF_INET6 else ""), int(cfg.port)))
+        sock.listen(4096)
+        sock.setblocking(False)
+        self.listener = sock
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        port: int = self.listener.getsockname()[1]
+        return port
+
+    def _prepare(self) -> None:
+        os.chmod(self.ipc_dir, 0o700)
+        with open(self._config_path, "wb") as fh:
+            pickle.dump(self.config, fh)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+
+    def spawn(self, worker: Worker) -> None:
+        front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        peers = ",".join(str(w.generation) for w in self.workers)
+        cmd = [
+            sys.executable, "-m", "relay.cluster.worker",
+            "--id", str(worker.id), "--workers", str(self.n), "--ipc-dir", self.ipc_dir,
+            "--generation", str(worker.generation), "--peers", peers,
+            "--node-uid", self.node_uid, "--fd", str(worker_end.fileno()),
+            "--config", self._config_path,
+        ]  # fmt: skip
+        worker.proc = subprocess.Popen(cmd, pass_fds=(worker_end.fileno(),))
+        worker_end.close()
+        front_end.setblocking(False)
+        worker.ctrl = front_end
+        worker.load = worker.handed = 0
+        worker.started_at = time.monotonic()
+        self.sel.register(front_end, selectors.EVENT_READ, ("ctrl", worker))
+        log.info("worker %d started (pid %d, generation %d)", worker.id, worker.proc.pid,
+                 worker.generation)  # fmt: skip
+
+    # ---- main loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        if self.listener is None:
+            self.bind()
+        self._prepare()
+        for worker in self.workers:
+            self.spawn(worker)
+        assert self.listener is not None
+        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, ("signal", None))
+        old_fd = signal.set_wakeup_fd(self._wake_w.fileno())
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, lambda *_: None)
+        log.info("front listening on port %d with %d workers", self.port, self.n)
+        try:
+            while not self.stopping:
+                for key, _ in self.sel.select(timeout=0.2):
+                    self._on_event(key.data)
+                self._reap()
+            self._shutdown()
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            self._cleanup()
+        return self.exit_code
+
+    def _on_event(self, data: tuple[str, Worker | None]) -> None:
+        kind, worker = data
+        if kind == "accept":
+            self._accept()
+        elif kind == "ctrl" and worker is not None:
+            self._read_ctrl(worker)
+        elif kind == "signal":
+            self._on_signals()
+
+    def _on_signals(self) -> None:
+        try:
+            signums = self._wake_r.recv(64)
+        except BlockingIOError:
+            return
+        for signum in signums:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                log.info("front received signal %d: shutting down", signum)
+                self.stopping = True
+
+    # ---- connections ------------------------------------------------------------------
+    def _accept(self) -> None:
+        assert self.listener is not None
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: keep serving, retry on the next turn
+                log.warning("accept failed: %s", exc)
+                return
+            try:
+                self._hand_over(conn)
+            finally:
+                conn.close()
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        live = [w for w in self.workers if w.ctrl is not None]
+        if not live:
+            return
+        worker = min(live, key=lambda w: w.load + w.handed)
+        assert worker.ctrl is not None
+        try:
+            socket.send_fds(worker.ctrl, [b"A"], [conn.fileno()])
+            worker.handed += 1
+        except OSError as exc:
+            log.warning("could not pass a connection to worker %d: %s", worker.id, exc)
+
+    def _read_ctrl(self, worker: Worker) -> None:
+        assert worker.ctrl is not None
+        while True:
+            try:
+                msg = worker.ctrl.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                msg = b""
+            if not msg:
+                self._detach(worker)
+                return
+            if msg.startswith(b"L"):
+                worker.load, worker.handed = int(msg[1:]), 0
+
+    def _detach(self, worker: Worker) -> None:
+        if worker.ctrl is not None:
+            self.sel.unregister(worker.ctrl)
+            worker.ctrl.close()
+            worker.ctrl = None
+
+    # ---- supervision ------------------------------------------------------------------
+    def _reap(self) -> None:
+        for worker in self.workers:
+            proc = worker.proc
+            if proc is None or proc.poll() is None:
+                continue
+            log.error("worker %d (pid %d) exited with %s", worker.id, proc.pid, proc.returncode)
+            self._detach(worker)
+            _mark_dead(proc.pid)
+            worker.proc = None
+            if self.stopping:
+                continue
+            worker.generation += 1
+            self.spawn(worker)
+            for other in self.workers:
+                if other is not worker and other.ctrl is not None:
+                    try:
+                        other.ctrl.send(b"R%d:%d" % (worker.id, worker.generation))
+                    except OSError:
+                        pass
+
+    def _shutdown(self) -> None:
+        if self.listener is not None:
+            self.sel.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+        for worker in self.workers:
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + min(self.config.shutdown.timeout, SHUTDOWN_CAP)
+        for worker in self.workers:
+            if worker.proc is None:
+                continue
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker %d did not stop in time: killed", worker.id)
+                worker.proc.kill()
+                worker.proc.wait()
+                self.exit_code = 1
+            _mark_dead(worker.proc.pid)
+
+    def _cleanup(self) -> None:
+        for worker in self.workers:
+            self._detach(worker)
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def _mark_dead(pid: int) -> None:
+    """prometheus_client's rule for a dead process: drop its live gauge files."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def serve(config: Config) -> None:
+    """Run the front and its workers until SIGTERM/SIGINT; exit with the front's code."""
+    supervisor = Supervisor(config)
+    sys.exit(supervisor.run())
