@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from relay.auth import encode_hmac_token
+from relay.cluster.worker import WorkerSpec
 from relay.config import (
     ChannelConfig,
     ChannelOptions,
@@ -31,7 +32,6 @@ from relay.config import (
     Namespace,
     TokenConfig,
 )
-from relay.cluster.worker import WorkerSpec
 from relay.server import RelayServer
 
 SECRET = "test-secret"
