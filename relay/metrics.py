@@ -161,10 +161,22 @@ class Metrics:
             registry=r,
         )
         self.bus_events = Counter(
-            "bus_messages", "Messages between this node's workers, by event.", ["event"],
-            namespace="relay", registry=r,
+            "bus_messages",
+            "Messages between this node's workers, by event.",
+            ["event"],
+            namespace="relay",
+            registry=r,
         )
         self._bus_seen: dict[str, int] = {}
+        for event in ("sent", "received", "backlogged", "stale", "gaps"):
+            self.bus_events.labels(event)
+        self.worker_connections = Gauge(
+            "worker_connections",
+            "Open client connections of each worker process.",
+            namespace="relay",
+            registry=r,
+            multiprocess_mode="all",
+        )
         if version:
             self.build.labels(version=version).set(1)
 

@@ -1,0 +1,264 @@
+"""The real front + worker processes: hand-over, sharding, supervision, shutdown, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
+
+from relay.auth import encode_hmac_token
+from relay.cluster.shards import ShardMap
+from tests.integration.wsutil import RawClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "cluster-secret"
+KEY = "cluster-key"
+CONFIG = {
+    "client": {"token": {"hmac_secret_key": SECRET}},
+    "http_api": {"key": KEY},
+    "prometheus": {"enabled": True},
+    "health": {"enabled": True},
+    "channel": {
+        "without_namespace": {
+            "allow_subscribe_for_client": True,
+            "allow_publish_for_client": True,
+            "allow_presence_for_client": True,
+            "allow_history_for_client": True,
+            "presence": True,
+            "history_size": 100,
+            "history_ttl": "300s",
+            "force_recovery": True,
+        }
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def children(pid: int) -> dict[int, int]:
+    """worker id -> pid of the front's live worker processes."""
+    out: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == pid and b"relay.cluster.worker" in args:
+            out[int(args[args.index(b"--id") + 1])] = int(entry)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Cluster:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    async def api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"http://127.0.0.1:{self.port}/api/{method}",
+                json=body,
+                headers={"X-API-Key": KEY},
+            ) as resp:
+                data: dict[str, Any] = await resp.json()
+                return data
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
+                return await resp.text()
+
+    async def client(self, user: str) -> RawClient:
+        c = await RawClient.open(self.ws_url)
+        await c.connect(token=encode_hmac_token({"sub": user}, SECRET))
+        return c
+
+
+async def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"port {port} not open")
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(CONFIG))
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "-c", str(cfg), "-p", str(port), "-a", "127.0.0.1",
+         "--workers", "2", "--log.level", "error"],
+        env=env,
+    )  # fmt: skip
+    try:
+        await wait_port(port)
+        deadline = time.monotonic() + 10
+        while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # both workers bound their bus inboxes
+        yield Cluster(proc, port)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def test_cross_worker_delivery_presence_history(cluster: Cluster) -> None:
+    clients = [await cluster.client(f"u{i}") for i in range(4)]  # alternate over 2 workers
+    for c in clients:
+        await c.call("subscribe", {"channel": "room"})
+    for i, c in enumerate(clients):
+        assert "publish" in await c.call("publish", {"channel": "room", "data": {"from": i}})
+    for c in clients:
+        got = [(await c.push("pub", "room"))["pub"] for _ in range(4)]
+        assert [p["offset"] for p in got] == [1, 2, 3, 4]
+        assert sorted(p["data"]["from"] for p in got) == [0, 1, 2, 3]
+    answers = [await c.call("presence_stats", {"channel": "room"}) for c in clients]
+    assert {json.dumps(a["presence_stats"]) for a in answers} == {
+        json.dumps({"num_clients": 4, "num_users": 4})
+    }
+    hist = [await c.call("history", {"channel": "room", "limit": -1}) for c in clients]
+    assert len({h["history"]["epoch"] for h in hist}) == 1
+    res = await cluster.api("publish", {"channel": "room", "data": "api"})
+    assert res["result"]["offset"] == 5
+    for c in clients:
+        assert (await c.push("pub", "room"))["pub"]["data"] == "api"
+    info = (await cluster.api("info", {}))["result"]["nodes"]
+    assert len(info) == 1 and info[0]["num_clients"] == 4 and info[0]["num_subs"] == 4
+    chans = (await cluster.api("channels", {}))["result"]["channels"]
+    assert chans == {"room": {"num_clients": 4}}
+    # a batch crosses the bus as one message per owner; results stay in order
+    cmds = [{"publish": {"channel": f"b{i}", "data": i}} for i in range(50)]
+    replies = (await cluster.api("batch", {"commands": cmds}))["replies"]
+    assert all(r["publish"]["offset"] == 1 for r in replies)
+    # server-side disconnect reaches a user wherever its connection lives
+    await cluster.api("disconnect", {"user": "u3"})
+    assert await clients[3].closed() == (3503, "force disconnect")
+    for c in clients[:3]:
+        await c.close()
+
+
+async def test_metrics_aggregate_over_workers(cluster: Cluster) -> None:
+    clients = [await cluster.client(f"m{i}") for i in range(3)]
+    for _ in range(20):
+        text = await cluster.metrics()
+        if "centrifugo_node_num_clients 3.0" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert "centrifugo_node_num_clients 3.0" in text
+    assert 'relay_bus_messages_total{event="gaps"} 0.0' in text
+    assert text.count("relay_worker_connections{pid=") == 2
+    for c in clients:
+        await c.close()
+
+
+async def test_worker_killed_restarts_and_clients_recover(cluster: Cluster) -> None:
+    workers = children(cluster.proc.pid)
+    shards = ShardMap(2)
+    channel = next(f"k{i}" for i in range(100) if shards.owner(f"k{i}") == 1)
+    events: list[SubscribedContext] = []
+
+    class Events(SubscriptionEventHandler):
+        async def on_subscribed(self, ctx: SubscribedContext) -> None:
+            events.append(ctx)
+
+    sdk_clients = []
+    for i in range(2):  # one SDK client per worker
+        c = Client(cluster.ws_url, token=encode_hmac_token({"sub": f"s{i}"}, SECRET),
+                   proxy=None, min_reconnect_delay=0.05, max_reconnect_delay=0.5)  # fmt: skip
+        sub = c.new_subscription(channel, events=Events())
+        await c.connect()
+        await sub.subscribe()
+        sdk_clients.append(c)
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert len(events) == 2
+    await cluster.api("publish", {"channel": channel, "data": 1})
+    events.clear()
+    os.kill(workers[1], signal.SIGKILL)
+    started = time.monotonic()
+    while children(cluster.proc.pid).get(1) in (None, workers[1]):
+        await asyncio.sleep(0.02)
+        assert time.monotonic() - started < 2.0, "worker not restarted"
+    assert time.monotonic() - started < 1.5
+    # every subscription comes back, and none of them claims a recovery it cannot have
+    deadline = time.monotonic() + 10
+    while len(events) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(events) >= 2, events
+    assert all(e.was_recovering and not e.recovered for e in events)
+    res = await cluster.api("publish", {"channel": channel, "data": 2})
+    assert res["result"]["offset"] == 1  # the restarted owner began a new epoch
+    for c in sdk_clients:
+        await c.disconnect()
+
+
+async def test_sigterm_closes_clients_with_3001_and_exits(cluster: Cluster) -> None:
+    clients = [await cluster.client(f"t{i}") for i in range(4)]
+    workers = children(cluster.proc.pid)
+    closing = [asyncio.ensure_future(c.closed(timeout=6)) for c in clients]
+    started = time.monotonic()
+    cluster.proc.send_signal(signal.SIGTERM)
+    assert [await f for f in closing] == [(3001, "shutdown")] * 4
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, cluster.proc.wait, 6) == 0
+    assert time.monotonic() - started < 5
+    assert not any(alive(pid) for pid in workers.values())
+
+
+async def test_workers_exit_when_front_is_killed(cluster: Cluster) -> None:
+    workers = children(cluster.proc.pid)
+    assert len(workers) == 2
+    cluster.proc.kill()
+    cluster.proc.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers.values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(alive(pid) for pid in workers.values()), "orphan workers"
