@@ -18,8 +18,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-import jwt
-
 from relay import CENTRIFUGO_VERSION, __version__
 from relay.config import (
     Config,
@@ -290,6 +288,8 @@ def _cmd_checkconfig(args: argparse.Namespace) -> None:
 
 
 def _jwt_encode(claims: dict[str, object], key: str) -> str:
+    import jwt  # lazily: the front process (root command) never needs it
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns on short HMAC keys Centrifugo accepts
         return jwt.encode(claims, key, algorithm="HS256")
@@ -349,6 +349,8 @@ def _cmd_gensubtoken(args: argparse.Namespace) -> None:
 
 
 def _verify(token: str, cfg: TokenConfig) -> dict[str, object]:
+    import jwt
+
     if not cfg.hmac_secret_key:
         _fail("token error: no HMAC secret key set")
     options = {"verify_aud": bool(cfg.audience)}

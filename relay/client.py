@@ -2,8 +2,9 @@
 
 A ``Client`` is fed decoded frames by its transport, runs them one by one (commands
 of one frame in order), and writes replies and pushes through the transport's
-coalescing buffer. Pushes produced while a command runs are held until its reply is
-written, so a reply always precedes what it caused (spec client-protocol §7.11).
+coalescing buffer. A subscription buffers its channel's publications until the subscribe
+reply is written (spec client-protocol §7.11); other pushes go out as they come, so a
+client's own publication may precede its publish reply, as in Centrifugo.
 
 Source of behaviour: centrifugal/centrifuge ``client.go``, centrifugo
 ``internal/client/handler.go``; spec client-protocol.md §7.
@@ -117,8 +118,6 @@ class Client:
         self.closed = False
         self._frames: deque[bytes] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._holding = 0
-        self._held: list[bytes] = []
         self._after_reply: list[Callable[[], Any]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
@@ -149,7 +148,6 @@ class Client:
         if self.closed:
             return
         self.node.metrics.server_disconnect(disconnect.code)
-        self._release_held()
         self.transport.close(disconnect)
         self.on_transport_closed()
 
@@ -185,7 +183,6 @@ class Client:
             return
         cmd_id = cmd.get("id", 0)
         started = time.perf_counter()
-        self._holding += 1
         try:
             result = await getattr(self, "handle_" + method)(cmd[method])
             if method != "send":
@@ -207,11 +204,8 @@ class Client:
             elif cmd_id:
                 self._write_reply({"id": cmd_id, "error": ERROR_INTERNAL.to_dict()})
         finally:
-            self._holding -= 1
             self.node.metrics.command(method, time.perf_counter() - started)
         await self._run_after_reply()
-        if not self._holding:
-            self._release_held()
 
     async def _run_after_reply(self) -> None:
         while self._after_reply and not self.closed:
@@ -227,16 +221,7 @@ class Client:
             self.transport.write_message(self.codec.encode_reply(reply))
 
     def _write_push(self, payload: bytes) -> None:
-        if self.closed:
-            return
-        if self._holding:
-            self._held.append(payload)
-        else:
-            self.transport.write_message(payload)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for payload in held:
+        if not self.closed:
             self.transport.write_message(payload)
 
     def send_push(self, push: Result) -> None:
@@ -268,7 +253,9 @@ class Client:
             sub.offset = pub.offset
         self._write_push(payload)
 
-    def deliver_join_leave(self, channel: str, payload: bytes) -> None:
+    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
+        if client_id == self.uid:
+            return  # a client's own join was written right after its subscribe reply
         sub = self.subs.get(channel)
         if sub is not None and sub.pending is None and sub.features.push_join_leave:
             self._write_push(payload)
@@ -319,7 +306,7 @@ class Client:
         result: Result = {"client": self.uid, "version": node.version}
         if self.exp is not None:
             result["expires"] = True
-            result["ttl"] = max(1, int(self.exp - now))
+            result["ttl"] = max(1, int(self.exp) - int(now))
             self._set_timer("expire", self.exp - now + cfg.expired_close_delay, self._on_expire)
         if cfg.ping_interval > 0:
             result["ping"] = int(cfg.ping_interval)
@@ -521,7 +508,7 @@ class Client:
             raise
         if expire_at is not None:
             result["expires"] = True
-            result["ttl"] = max(1, int(expire_at - time.time()))
+            result["ttl"] = max(1, int(expire_at) - int(time.time()))
         return result, sub
 
     async def _position_result(
@@ -606,6 +593,9 @@ class Client:
         if self.closed or self.subs.get(sub.channel) is not sub:
             return
         info = self.client_info(sub)
+        if sub.features.join_leave and sub.features.push_join_leave:
+            # Its own join goes out before the next command, whatever the engine's latency.
+            self.send_push({"channel": sub.channel, "join": {"info": info.to_dict()}})
         if sub.features.presence:
             await self.node.engine.add_presence(sub.channel, self.uid, info)
         if sub.features.join_leave:
@@ -670,22 +660,16 @@ class Client:
         req: Request = {}
         if recover_since is not None:
             req = {"recover": True, "offset": recover_since.offset, "epoch": recover_since.epoch}
-        self._holding += 1
-        try:
-            result, sub = await self._subscribe(
-                ch, opts, features, req, chan_info=info, expire_at=expire_at, server_side=True
-            )
-            push: Result = {}
-            for key in ("recoverable", "epoch", "offset", "positioned"):
-                if key in result:
-                    push[key] = result[key]
-            if data:
-                push["data"] = data
-            self.send_push({"channel": ch, "subscribe": push})
-        finally:
-            self._holding -= 1
-        if not self._holding:
-            self._release_held()
+        result, sub = await self._subscribe(
+            ch, opts, features, req, chan_info=info, expire_at=expire_at, server_side=True
+        )
+        push: Result = {}
+        for key in ("recoverable", "epoch", "offset", "positioned"):
+            if key in result:
+                push[key] = result[key]
+        if data:
+            push["data"] = data
+        self.send_push({"channel": ch, "subscribe": push})
         await self._activate(sub)
 
     # =====================================================================================
@@ -784,7 +768,7 @@ class Client:
         self.exp = float(exp)
         delay = self.exp - now + self.node.config.client.expired_close_delay
         self._set_timer("expire", delay, self._on_expire)
-        return {"expires": True, "ttl": max(1, int(self.exp - now))}
+        return {"expires": True, "ttl": max(1, int(self.exp) - int(now))}
 
     async def handle_sub_refresh(self, req: Request) -> Result:
         ch = req.get("channel", "")
@@ -799,9 +783,10 @@ class Client:
         try:
             claims = self.node.sub_verifier.verify_subscribe_token(token)
         except TokenExpired:
-            # Stricter than Centrifugo's silent success: ask the SDK to resubscribe
-            # (it then fetches a fresh token).
-            self._after_reply.append(lambda: self.unsubscribe_server(ch, UNSUBSCRIBE_EXPIRED))
+            # Centrifugo answers an already expired token with an empty success and the
+            # subscription keeps going without expiry; clients rely on that, so relay does too.
+            sub.expire_at = None
+            self._cancel_timer("sub:" + ch)
             return {}
         except TokenInvalid:
             raise DisconnectError(DISCONNECT_INVALID_TOKEN) from None
@@ -823,7 +808,7 @@ class Client:
         sub.expire_at = float(exp)
         delay = sub.expire_at - time.time() + self.node.config.client.expired_sub_close_delay
         self._set_timer("sub:" + ch, delay, lambda: self._on_sub_expire(sub))
-        return {"expires": True, "ttl": max(1, int(sub.expire_at - time.time()))}
+        return {"expires": True, "ttl": max(1, int(sub.expire_at) - int(time.time()))}
 
     # =====================================================================================
     # server API actions on this connection

@@ -29,8 +29,8 @@ class Subscriber(Protocol):
     ) -> None:
         """Queue an encoded ``pub`` push (``None``: cannot be encoded for this client)."""
 
-    def deliver_join_leave(self, channel: str, payload: bytes) -> None:
-        """Queue an encoded join/leave push if this subscription wants them."""
+    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
+        """Queue an encoded join/leave push of ``client_id`` if this subscription wants them."""
 
 
 class Hub:
@@ -113,4 +113,4 @@ class Hub:
             payload = encoded.get(codec.name)
             if payload is None:
                 payload = encoded[codec.name] = codec.encode_reply(push)
-            sub.deliver_join_leave(channel, payload)
+            sub.deliver_join_leave(channel, payload, info.client)

@@ -24,7 +24,7 @@ from relay.engines.memory import MemoryEngine
 from relay.engines.sharded import ShardedEngine
 from relay.metrics import Metrics
 from relay.node import Node
-from relay.transports import http_api
+from relay.transports import http_api, ws_fallback
 from relay.transports.websocket import Gateway, GatewayContext
 
 __all__ = ["RelayServer", "serve"]
@@ -51,6 +51,7 @@ class RelayServer:
         self.executor = Executor(self.node)
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         http_api.setup(self.app, self.node, self.executor)
+        ws_fallback.setup(self.app, self.node)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ctx: GatewayContext | None = None

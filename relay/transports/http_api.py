@@ -26,12 +26,21 @@ from typing import Any
 from aiohttp import web
 
 from relay.api import SCHEMAS, Executor, decode_request, error_dict
-from relay.errors import API_ERROR_NOT_FOUND, DecodeError, Error, ReplyError
+from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, DecodeError, Error, ReplyError
 from relay.node import Node
 
 __all__ = ["setup", "TRANSPORT_STATUS", "LEGACY_METHODS"]
 
 log = logging.getLogger("relay.api")
+
+#: Method names of Centrifugo's API enum that only Centrifugo PRO serves.
+PRO_METHODS = frozenset(
+    "connections update_user_status get_user_status delete_user_status block_user "
+    "unblock_user revoke_token invalidate_user_tokens device_register device_update "
+    "device_remove device_list device_topic_list device_topic_update user_topic_list "
+    "user_topic_update send_push_notification update_push_status cancel_push "
+    "rate_limit".split()
+)
 
 #: API error code -> HTTP status in transport error mode (apiproto ``MapErrorToHTTPCode``).
 TRANSPORT_STATUS = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
@@ -56,9 +65,19 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _NO_TRANSPORT_MODE = frozenset({"batch"})
 
 
+@web.middleware
+async def not_found_text(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown paths answer as Go's ServeMux does: ``404 page not found``."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except web.HTTPNotFound:
+        return _plain(404, "404 page not found\n")
+
+
 def setup(app: web.Application, node: Node, executor: Executor) -> None:
     """Register ``/health``, ``/metrics`` and the API routes configured for ``node``."""
     cfg = node.config
+    app.middlewares.append(not_found_text)
     if cfg.health.enabled:
         app.router.add_route("*", _prefix(cfg.health.handler_prefix, "/health"), _health)
     if cfg.prometheus.enabled:
@@ -216,6 +235,8 @@ class _APIHandler:
         try:
             if method is None:
                 raise ReplyError(API_ERROR_NOT_FOUND)
+            if command["params"] is None:  # Go fails to unmarshal absent params: 107
+                raise ReplyError(ERROR_BAD_REQUEST)
             reply["result"] = await self.executor.call(method, command["params"])
         except ReplyError as exc:
             reply["error"] = error_dict(exc.error)
@@ -259,7 +280,11 @@ def _legacy_method(value: Any) -> str | None:
         return LEGACY_METHODS[0]
     if isinstance(value, str):
         name = value.lower()
-        return name if name in LEGACY_METHODS else None
+        if name in LEGACY_METHODS:
+            return name
+        if name in PRO_METHODS:  # in Centrifugo's enum, not routed in OSS: 104
+            return None
+        raise ValueError("unknown method")  # not an enum name: the whole request is 400
     if isinstance(value, int) and not isinstance(value, bool):
         return LEGACY_METHODS[value] if 0 <= value < len(LEGACY_METHODS) else None
     raise ValueError("bad method")

@@ -33,7 +33,7 @@ from relay.node import Node
 from relay.protocol.codecs import JSON, PROTOBUF, Codec
 from relay.protocol.glob import OriginChecker
 
-__all__ = ["Gateway", "WebSocketConnection", "Flusher", "GatewayContext"]
+__all__ = ["Gateway", "WebSocketConnection", "Flusher", "GatewayContext", "negotiate"]
 
 log = logging.getLogger("relay.websocket")
 
@@ -177,7 +177,7 @@ class Gateway(asyncio.Protocol):
             log.info("request Origin is not authorized: %s", headers.get("origin"))
             self._respond(403, "Forbidden", "Sec-Websocket-Version: 13\r\n")
             return
-        codec, subprotocol = _negotiate(target, headers.get("sec-websocket-protocol", ""))
+        codec, subprotocol = negotiate(target, headers.get("sec-websocket-protocol", ""))
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
         response = (
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -213,7 +213,7 @@ def _parse_head(head: str) -> tuple[str, str, dict[str, str]] | None:
     return parts[0], parts[1], headers
 
 
-def _negotiate(target: str, offered: str) -> tuple[Codec, str]:
+def negotiate(target: str, offered: str) -> tuple[Codec, str]:
     """Protobuf when ``centrifuge-protobuf`` is offered or ``cf_protocol=protobuf``."""
     protocols = [p.strip() for p in offered.split(",") if p.strip()]
     if "centrifuge-protobuf" in protocols:

@@ -362,7 +362,9 @@ async def test_legacy_endpoint(api: API) -> None:
         {"id": 4, **err(107, "bad request")},
         {"result": {"num_clients": 0, "num_users": 0}},
     ]
-    for bad in ("", "   ", "{", '{"id":"x","method":"info"}'):
+    status, body, _ = await api.raw("", '{"id":1,"method":3}')
+    assert json.loads(body) == {"id": 1, **err(107, "bad request")}  # no params
+    for bad in ("", "   ", "{", '{"id":"x","method":"info"}', '{"method":"nosuch","params":{}}'):
         status, body, _ = await api.raw("", bad)
         assert (status, body) == (400, b"Bad Request\n")
 

@@ -376,7 +376,7 @@ async def test_private_channel_with_subscription_get_token(relay: Any, protobuf:
 
 async def test_connection_token_refresh(server_factory: Any, protobuf: bool) -> None:
     base = make_config()
-    cfg = make_config(client=replace(base.client, expired_close_delay=0.5))
+    cfg = make_config(client=replace(base.client, expired_close_delay=1.5))
     refreshed = asyncio.Event()
 
     async def get_token() -> str:
@@ -388,7 +388,7 @@ async def test_connection_token_refresh(server_factory: Any, protobuf: bool) -> 
         client, rec = await pool.connected(token=token("alice", exp=exp), get_token=get_token)
         await asyncio.wait_for(refreshed.wait(), 5)
         # Past the original expiry plus the close delay, the connection is still up.
-        await asyncio.sleep(max(0.0, exp + 0.5 + 0.3 - time.time()))
+        await asyncio.sleep(max(0.0, exp + 1.5 + 0.3 - time.time()))
         assert client.state == ClientState.CONNECTED
         assert len(rec.all("connected")) == 1
         assert len(rec.all("connecting")) == 1
@@ -399,7 +399,7 @@ async def test_connection_token_refresh(server_factory: Any, protobuf: bool) -> 
 
 async def test_subscription_token_refresh(server_factory: Any, protobuf: bool) -> None:
     base = make_config()
-    cfg = make_config(client=replace(base.client, expired_sub_close_delay=0.5))
+    cfg = make_config(client=replace(base.client, expired_sub_close_delay=1.5))
     exp = int(time.time()) + 2
     tokens: list[int] = []
 
@@ -419,7 +419,7 @@ async def test_subscription_token_refresh(server_factory: Any, protobuf: bool) -
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(refreshed(), 5)
-        await asyncio.sleep(max(0.0, exp + 0.5 + 0.3 - time.time()))
+        await asyncio.sleep(max(0.0, exp + 1.5 + 0.3 - time.time()))
         assert sub.state == SubscriptionState.SUBSCRIBED
         assert rec.all("unsubscribed") == [] and len(rec.all("subscribed")) == 1
         assert rec.all("subscribing", lambda c: c.code != 0) == []

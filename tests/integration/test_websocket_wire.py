@@ -60,14 +60,19 @@ async def test_subscribe_publish_history_presence(relay: Any, protobuf: bool) ->
     await c.close()
 
 
-async def test_reply_before_own_publication(relay: Any, protobuf: bool) -> None:
+async def test_own_publication_and_publish_reply(relay: Any, mode: str, protobuf: bool) -> None:
     c = await connected(relay, protobuf)
     await c.call("subscribe", {"channel": "news"})
     cid = c.next_id()
     await c.send({"id": cid, "publish": {"channel": "news", "data": b"1" if protobuf else 1}})
     first = await c.expect(lambda m: True)
-    assert first.get("id") == cid
-    await c.push("pub", "news")
+    if mode == "single":
+        # as Centrifugo's memory engine: the publisher's own push precedes the reply
+        assert first.get("push", {}).get("channel") == "news"
+        assert "publish" in await c.reply(cid)
+    else:
+        other = await c.expect(lambda m: True)
+        assert {("push" in first), ("push" in other)} == {True, False}
     await c.close()
 
 
@@ -454,3 +459,53 @@ async def test_slow_client_disconnected_3008(server_factory: Any) -> None:
         assert srv.server_disconnects(3008) == 1
         await healthy.call("presence_stats", {"channel": "flood"})
         sock.close()
+
+
+def _client_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame (zero mask key keeps the payload readable)."""
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    else:
+        head += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+async def test_upgrade_on_kept_alive_http_connection(relay: Any) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    body = b"{}"
+    writer.write(
+        b"POST /api/info HTTP/1.1\r\nHost: x\r\nX-API-Key: test-api-key\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    assert b'"nodes"' in await reader.readexactly(length)
+    # the same TCP connection now upgrades: served by the aiohttp fallback
+    writer.write(
+        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    cmd = json.dumps({"id": 1, "connect": {"token": token("ka")}}).encode()
+    writer.write(_client_frame(cmd))
+    frame = await reader.readexactly(2)
+    size = frame[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    reply = json.loads(await reader.readexactly(size))
+    assert reply["id"] == 1 and "client" in reply["connect"]
+    writer.close()
+
+
+async def test_plain_http_on_websocket_path_and_unknown_paths(relay: Any) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(relay.http_url + "/connection/websocket") as resp:
+            assert resp.status == 400 and (await resp.text()).startswith("Bad Request")
+        async with http.get(relay.http_url + "/nope") as resp:
+            assert resp.status == 404 and await resp.text() == "404 page not found\n"

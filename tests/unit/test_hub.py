@@ -26,7 +26,7 @@ class FakeSub:
     ) -> None:
         self.pubs.append((channel, pub, payload))
 
-    def deliver_join_leave(self, channel: str, payload: bytes) -> None:
+    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
         self.join_leave.append((channel, payload))
 
 
@@ -204,9 +204,9 @@ def test_broadcast_survives_subscriber_removed_during_delivery() -> None:
 
     class Leaver(FakeSub):
         def deliver_publication(
-            self, channel: str, pub: Publication, payload: bytes | None
+            self, channel: str, pub: Publication, payload: bytes | None, epoch: str = ""
         ) -> None:
-            super().deliver_publication(channel, pub, payload)
+            super().deliver_publication(channel, pub, payload, epoch)
             hub.remove(channel, self)
 
     a, b = Leaver("a"), FakeSub("b")
