@@ -105,7 +105,9 @@ class WsConn:
         if self.closed:
             return
         self.closed = True
-        rcvd = self.ws.close_rcvd if self.ws is not None else None
+        rcvd = None
+        if self.ws is not None:
+            rcvd = getattr(self.ws, "close_rcvd", None) or self.ws.protocol.close_rcvd
         if rcvd is None:
             self.log("<< closed without close frame")
         else:
@@ -211,9 +213,7 @@ class Target:
         self.rec = Recording()
         self.conns: list[WsConn] = []
 
-    async def ws(
-        self, label: str = "A", protobuf: bool = False, query: str = ""
-    ) -> WsConn:
+    async def ws(self, label: str = "A", protobuf: bool = False, query: str = "") -> WsConn:
         conn = await WsConn(self, label, protobuf).open(query)
         self.conns.append(conn)
         return conn
@@ -256,9 +256,7 @@ class Target:
                 self.rec.add(f"{label} << text {line!r}")
         return parsed
 
-    async def api(
-        self, method: str, body: Any, key: str | None = API_KEY, **kw: Any
-    ) -> Any:
+    async def api(self, method: str, body: Any, key: str | None = API_KEY, **kw: Any) -> Any:
         headers = dict(kw.pop("headers", {}) or {})
         if key is not None:
             headers.setdefault("X-API-Key", key)
@@ -280,10 +278,15 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 
 class Normalizer:
-    """Replace run-specific values with stable placeholders, numbered by first sight."""
+    """Replace run-specific values with stable placeholders, numbered by first sight.
 
-    def __init__(self) -> None:
+    ``strip_pub_epoch``: drop ``Publication.epoch`` (protocol field 14, added in
+    centrifugal/protocol v0.19.0; Centrifugo v6.6.2 ships v0.18.2, v6.9.1 ships v0.19.2).
+    """
+
+    def __init__(self, strip_pub_epoch: bool = True) -> None:
         self.maps: dict[str, dict[str, str]] = {}
+        self.strip_pub_epoch = strip_pub_epoch
 
     def ph(self, kind: str, value: str) -> str:
         m = self.maps.setdefault(kind, {})
@@ -304,6 +307,17 @@ class Normalizer:
             return "<node-name>"
         if key == "metrics" and "uid" in parent:
             return "<metrics>"
+        if key.startswith("num_") and "uid" in parent:
+            return "<count>"  # Centrifugo serves cached node counts (refreshed every few s)
+        if key == "token" and isinstance(v, str) and v.count(".") == 2:
+            return "<jwt>"
+        if key in ("expire_at", "exp") and isinstance(v, int) and v > 1_000_000_000:
+            return "<timestamp>"
+        if self.strip_pub_epoch and key in ("pub", "publications"):
+            pubs = v if isinstance(v, list) else [v]
+            for pub in pubs:
+                if isinstance(pub, dict):
+                    pub.pop("epoch", None)
         if key == "ttl" and isinstance(v, int) and v > 5:
             return f"<ttl~{round(v / 10) * 10}>"
         return self.walk(v)
@@ -327,6 +341,9 @@ class Normalizer:
             if idx < 0:
                 continue
             head, rest = line[: idx + 3], line[idx + 3 :]
+            parts = rest.split(" ", 2)
+            if marker == ">> " and len(parts) == 3 and parts[0].isupper():
+                head, rest = head + " ".join(parts[:2]) + " ", parts[2]
             try:
                 data = json.loads(rest)
             except ValueError:
@@ -335,6 +352,6 @@ class Normalizer:
         return line
 
 
-def normalize(lines: list[str]) -> list[str]:
-    n = Normalizer()
+def normalize(lines: list[str], strip_pub_epoch: bool = True) -> list[str]:
+    n = Normalizer(strip_pub_epoch)
     return [n.line(x) for x in lines]
