@@ -603,6 +603,10 @@ class Executor:
         uptime = int(time.time() - node.started_at)
         if uptime:
             entry["uptime"] = uptime
+        entry["metrics"] = {
+            "interval": node.config.node.info_metrics_aggregate_interval,
+            "items": node.metrics.snapshot(),
+        }
         entry["num_subs"] = sum(p["num_subs"] for p in parts)
         return {"nodes": [entry]}
 

@@ -230,10 +230,38 @@ class Metrics:
                 self.bus_events.labels(event).inc(delta)
                 self._bus_seen[event] = total
 
-    def exposition(self) -> bytes:
-        """This process's metrics, or the sum over all workers in multiprocess mode."""
+    def snapshot(self) -> dict[str, float]:
+        """``centrifugo_*`` series flattened as the ``info`` API's ``metrics.items``.
+
+        Keys look like ``centrifugo.client.command_duration_seconds.count.method.connect``
+        (FZambia/eagle's flattening); labels with empty values are dropped. Values are
+        totals since start (Centrifugo reports counter deltas over the aggregate interval).
+        """
+        items: dict[str, float] = {}
+        for family in self._registry_for_reading().collect():
+            if not family.name.startswith(NS + "_"):
+                continue
+            base = NS + "." + family.name[len(NS) + 1 :].replace("_", ".", 1)
+            for sample in family.samples:
+                suffix = sample.name[len(family.name) :].lstrip("_")
+                if suffix == "created":
+                    continue
+                if suffix == "total":
+                    suffix = ""
+                key = base + (f".{suffix}" if suffix else "")
+                for label, value in sample.labels.items():
+                    if value:
+                        key += f".{label}.{value}"
+                items[key] = sample.value
+        return items
+
+    def _registry_for_reading(self) -> CollectorRegistry:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            return registry
+        return self.registry
+
+    def exposition(self) -> bytes:
+        """This process's metrics, or the sum over all workers in multiprocess mode."""
+        return generate_latest(self._registry_for_reading())

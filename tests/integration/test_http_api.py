@@ -249,6 +249,10 @@ async def test_info_shape(api: API, relay: Any) -> None:
         "num_channels",
     ]
     assert node["num_clients"] == 0 and node["num_subs"] == 0
+    metrics = node["metrics"]
+    assert metrics["interval"] == 60.0
+    assert metrics["items"]["centrifugo.node.num_clients"] == 0.0
+    assert metrics["items"][f"centrifugo.node.build.version.{node['version']}"] == 1.0
 
 
 @pytest.mark.parametrize("parallel", [False, True])
