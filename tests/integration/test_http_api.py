@@ -604,3 +604,15 @@ async def test_deeply_nested_body_is_400_not_a_crash(api: API) -> None:
     status, _, _ = await api.raw("", deep)
     assert status == 400
     assert (await api.call("info", {}))["result"]["nodes"]
+
+
+async def test_batch_crosses_the_bus_once_per_owner(relay: Any, mode: str, api: API) -> None:
+    if mode == "single":
+        pytest.skip("no bus with one worker")
+    buses = [w.bus for w in relay.server.workers]
+    before = sum(b.counters["sent"] for b in buses)
+    cmds = [{"publish": {"channel": f"hist:b{i % 100}", "data": i}} for i in range(1000)]
+    body = await api.call("batch", {"commands": cmds})
+    assert len(body["replies"]) == 1000 and all("publish" in r for r in body["replies"])
+    # one request to the other worker and its answer: not 1,000 messages
+    assert sum(b.counters["sent"] for b in buses) - before <= 2

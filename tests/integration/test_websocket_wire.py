@@ -509,3 +509,49 @@ async def test_plain_http_on_websocket_path_and_unknown_paths(relay: Any) -> Non
             assert resp.status == 400 and (await resp.text()).startswith("Bad Request")
         async with http.get(relay.http_url + "/nope") as resp:
             assert resp.status == 404 and await resp.text() == "404 page not found\n"
+
+
+async def test_personal_and_user_limited_channels(server_factory: Any, protobuf: bool) -> None:
+    from relay.config import ChannelConfig, Namespace, PersonalChannelConfig
+
+    base = make_config()
+    cfg = replace(
+        base,
+        client=replace(
+            base.client,
+            subscribe_to_user_personal_channel=PersonalChannelConfig(
+                enabled=True, personal_channel_namespace="personal"
+            ),
+        ),
+        channel=ChannelConfig(
+            namespaces=(
+                Namespace(name="personal", allow_user_limited_channels=True),
+                Namespace(
+                    name="dm", allow_user_limited_channels=True, allow_publish_for_subscriber=True
+                ),
+            )
+        ),
+    )
+    async with server_factory(cfg) as srv:
+        c = await RawClient.open(srv.ws_url, protobuf)
+        res = (await c.connect(token=token("42")))["connect"]
+        assert list(res["subs"]) == ["personal:#42"]
+        assert "subscribe" in await c.call("subscribe", {"channel": "dm:#42,43"})
+        assert (await c.call("subscribe", {"channel": "dm:#43,44"}))["error"]["code"] == 103
+        other = await connected(srv, protobuf, "43")
+        await other.call("subscribe", {"channel": "dm:#42,43"})
+        await other.call("publish", {"channel": "dm:#42,43", "data": b"7" if protobuf else 7})
+        assert (await c.push("pub", "dm:#42,43"))["pub"]["info"]["user"] == "43"
+        await c.close()
+        await other.close()
+
+
+async def test_binary_publication_closes_json_subscriber_3506(relay: Any) -> None:
+    json_sub = await connected(relay, False, "j")
+    await json_sub.call("subscribe", {"channel": "bin"})
+    proto_sub = await connected(relay, True, "p")
+    await proto_sub.call("subscribe", {"channel": "bin"})
+    await proto_sub.call("publish", {"channel": "bin", "data": b"\xff\x00binary"})
+    assert (await proto_sub.push("pub", "bin"))["pub"]["data"] == b"\xff\x00binary"
+    assert await json_sub.closed() == (3506, "inappropriate protocol")
+    await proto_sub.close()
