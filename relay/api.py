@@ -157,10 +157,9 @@ def _decode_object(schema: dict[str, Spec], value: Any) -> Request:
         return {}
     if not isinstance(value, dict):
         raise DecodeError("object expected")
-    lowered = {name.lower(): name for name in schema}
     out: Request = {}
     for key, item in value.items():
-        name = key if key in schema else lowered.get(key.lower())
+        name = key if key in schema else _lowered(schema).get(key.lower())
         if name is None:
             continue
         converted = _convert(schema[name], item)
@@ -169,6 +168,20 @@ def _decode_object(schema: dict[str, Spec], value: Any) -> Request:
         else:
             out[name] = converted
     return out
+
+
+#: Publish requests made only of these keys are already valid (``data`` is any JSON).
+_SIMPLE_PUBLISH = frozenset({"channel", "data"})
+
+_LOWERED: dict[int, dict[str, str]] = {}
+
+
+def _lowered(schema: dict[str, Spec]) -> dict[str, str]:
+    """lower-cased field name -> field name (Go's case-insensitive JSON keys), per schema."""
+    table = _LOWERED.get(id(schema))
+    if table is None:
+        table = _LOWERED[id(schema)] = {name.lower(): name for name in schema}
+    return table
 
 
 def _convert(spec: Spec, value: Any) -> Any:
@@ -219,7 +232,21 @@ def _to_map_str(value: Any) -> dict[str, str]:
 
 def _to_commands(value: Any) -> list[Request | None]:
     _check(isinstance(value, list), "list")
-    return [None if v is None else _decode_object(_COMMAND_SCHEMA, v) for v in value]
+    return [_to_command(v) for v in value]
+
+
+def _to_command(value: Any) -> Request | None:
+    if value is None:
+        return None
+    if type(value) is dict and len(value) == 1:
+        params = value.get("publish")
+        if (
+            type(params) is dict
+            and params.keys() <= _SIMPLE_PUBLISH
+            and type(params.get("channel")) is str
+        ):
+            return value  # the common batch item needs no conversion
+    return _decode_object(_COMMAND_SCHEMA, value)
 
 
 def _method_converter(method: str) -> Callable[[Any], Request]:
@@ -245,7 +272,7 @@ def error_dict(error: Error) -> Result:
 
 def _raw(value: Any) -> bytes:
     """A raw-JSON field's value as compact JSON bytes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_codec.dumps(value)
 
 
 def _raw_or_none(req: Request, key: str) -> bytes | None:
@@ -359,15 +386,18 @@ class Executor:
         )
 
     # ---- dispatch ---------------------------------------------------------------------
-    async def call(self, method: str, req: Any, protocol: str = "http") -> Result:
-        """Run ``method``: validate ``req`` (107), execute, record metrics; 104 if unknown."""
+    async def call(
+        self, method: str, req: Any, protocol: str = "http", decoded: bool = False
+    ) -> Result:
+        """Run ``method``: validate ``req`` (107) unless already ``decoded``, execute,
+        record metrics; 104 if unknown."""
         handler = self.methods.get(method)
         if handler is None:
             raise ReplyError(API_ERROR_NOT_FOUND)
         metrics = self.node.metrics
         started = time.monotonic()
         try:
-            return await handler(self._decode(method, req))
+            return await handler(req if decoded else self._decode(method, req))
         except ReplyError as exc:
             metrics.api_error(method, str(exc.error.code), protocol)
             raise
@@ -620,8 +650,10 @@ class Executor:
     async def _batch_request(self, req: Request) -> Result:
         return await self.batch(req.get("commands") or [], bool(req.get("parallel", False)))
 
-    async def batch(self, commands: list[Any], parallel: bool = False) -> Result:
+    async def batch(self, commands: list[Request | None], parallel: bool = False) -> Result:
         """``{"replies": [...]}`` in command order (``{}`` for no commands).
+
+        ``commands`` are as ``decode_request("batch", ...)`` leaves them.
 
         Publishes are grouped so that a batch reaches each shard owner as one message:
         all of them when ``parallel``, runs of consecutive ones otherwise (so the order
@@ -656,17 +688,13 @@ class Executor:
             await self._flush_publishes(run, replies)
         return {"replies": replies}
 
-    def _batch_publish_params(self, command: Any) -> Request | None:
-        """The params of a well-formed ``{"publish": {...}}`` batch item, else None."""
-        if not isinstance(command, dict) or len(command) != 1:
+    @staticmethod
+    def _batch_publish_params(command: Request | None) -> Request | None:
+        """The params of a (decoded) ``{"publish": {...}}`` batch item, else None."""
+        if command is None or len(command) != 1:
             return None
-        key = next(iter(command))
-        if key.lower() != "publish" or not isinstance(command[key], dict):
-            return None
-        try:
-            return self._decode("publish", command[key])
-        except ReplyError:
-            return None
+        params: Request | None = command.get("publish")
+        return params
 
     async def _flush_publishes(
         self, run: list[tuple[int, Request]], replies: list[Result]
@@ -691,9 +719,7 @@ class Executor:
                 replies[i] = {"error": error_dict(outcome.error)}
             else:
                 replies[i] = {"publish": _position(outcome[0])}
-        elapsed = (time.monotonic() - started) / len(run)
-        for _ in run:
-            node.metrics.api_command("publish", elapsed)
+        node.metrics.api_commands("publish", len(run), time.monotonic() - started)
         return {}
 
     def _publish_item(self, req: Request) -> tuple[str, Publication, PublishOptions]:
@@ -709,22 +735,14 @@ class Executor:
         )
         return channel, pub, popts
 
-    async def _batch_one(self, command: Any) -> Result:
-        """One batch element: ``null`` or malformed -> 107, no known method -> 104."""
+    async def _batch_one(self, command: Request | None) -> Result:
+        """One (decoded) batch element: ``null`` -> 107, no known method -> 104."""
         try:
             if command is None:
                 raise ReplyError(ERROR_BAD_REQUEST)
-            cmd = self._decode_command(command)
-            method = next((m for m in METHODS if m in cmd), None)
+            method = next((m for m in METHODS if m in command), None)
             if method is None:
                 raise ReplyError(API_ERROR_NOT_FOUND)
-            return {method: await self.call(method, cmd[method])}
+            return {method: await self.call(method, command[method], decoded=True)}
         except ReplyError as exc:
             return {"error": error_dict(exc.error)}
-
-    @staticmethod
-    def _decode_command(command: Any) -> Request:
-        try:
-            return _decode_object(_COMMAND_SCHEMA, command)
-        except DecodeError as exc:
-            raise ReplyError(ERROR_BAD_REQUEST) from exc

@@ -502,6 +502,8 @@ class Client:
         try:
             await node.add_subscription(ch, self)
             result = await self._position_result(ch, opts, sub, req)
+            if features.presence:  # before the reply, as centrifuge: visible once answered
+                await node.engine.add_presence(ch, self.uid, self.client_info(sub))
         except BaseException:
             self.subs.pop(ch, None)
             await node.remove_subscription(ch, self)
@@ -583,7 +585,7 @@ class Client:
         return pub.to_dict()
 
     async def _activate(self, sub: Subscription) -> None:
-        """After the reply: deliver buffered publications, then presence and join."""
+        """After the reply: deliver buffered publications, then the join."""
         pending, sub.pending = sub.pending or [], None
         for pub, payload, epoch in pending:
             self.deliver_publication(sub.channel, pub, payload, epoch)
@@ -596,8 +598,6 @@ class Client:
         if sub.features.join_leave and sub.features.push_join_leave:
             # Its own join goes out before the next command, whatever the engine's latency.
             self.send_push({"channel": sub.channel, "join": {"info": info.to_dict()}})
-        if sub.features.presence:
-            await self.node.engine.add_presence(sub.channel, self.uid, info)
         if sub.features.join_leave:
             await self.node.engine.publish_join(sub.channel, info)
 

@@ -7,6 +7,7 @@ Each ``Metrics`` owns its registry, so several nodes can live in one test proces
 
 from __future__ import annotations
 
+import bisect
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
@@ -218,6 +219,20 @@ class Metrics:
     def api_command(self, method: str, seconds: float, protocol: str = "http") -> None:
         self.api_duration.labels(protocol, method).observe(seconds)
         self.api_duration_histogram.labels(protocol, method).observe(seconds)
+
+    def api_commands(self, method: str, n: int, seconds: float, protocol: str = "http") -> None:
+        """``n`` commands that ran as one group in ``seconds`` (a batch's publishes).
+
+        Counts ``n`` observations of the mean duration in O(1), instead of ``n`` calls.
+        """
+        summary = self.api_duration.labels(protocol, method)
+        summary._count.inc(n)
+        summary._sum.inc(seconds)
+        histogram = self.api_duration_histogram.labels(protocol, method)
+        mean = seconds / n
+        index = bisect.bisect_left(histogram._upper_bounds, mean)
+        histogram._buckets[index].inc(n)
+        histogram._sum.inc(seconds)
 
     def api_error(self, method: str, error: str, protocol: str = "http") -> None:
         self.api_errors.labels(protocol, method, error).inc()

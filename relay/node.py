@@ -235,6 +235,24 @@ class Node:
         results.extend(a for a in answers if not isinstance(a, BaseException))
         return results
 
+    def handle_broker_lost(self, channels: list[str]) -> None:
+        """The broker may have dropped publications of ``channels`` (pub/sub reconnect).
+
+        Positioned subscriptions resync (insufficient state -> the SDK recovers from the
+        stream); the others go on, as with Centrifugo (at-most-once without positioning).
+        """
+        for channel in channels:
+            self._streams_lost(channel)
+
+    def handle_broker_resubscribed(self, channels: list[str]) -> None:
+        """Pub/sub is back for ``channels``; what was lost meanwhile was already signalled."""
+
+    def _streams_lost(self, channel: str) -> None:
+        for sub in self.hub.subscribers(channel):
+            client = self.clients.get(sub.uid)
+            if client is not None:
+                client.stream_lost(channel)
+
     def worker_lost(self, worker: int) -> None:
         """A worker restarted (or a link lost messages): its shards' streams are gone.
 
@@ -251,8 +269,5 @@ class Node:
         for channel in self.hub.channels():
             if owner_of.owner(channel) != worker:
                 continue
-            for sub in self.hub.subscribers(channel):
-                client = self.clients.get(sub.uid)
-                if client is not None:
-                    client.stream_lost(channel)
+            self._streams_lost(channel)
             asyncio.get_running_loop().create_task(engine.subscribe(channel))

@@ -17,7 +17,7 @@ import string
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from relay.engines.base import EventHandler, PublishOptions
 from relay.errors import ERROR_BAD_REQUEST, ERROR_UNRECOVERABLE_POSITION, ReplyError
@@ -87,7 +87,8 @@ class MemoryEngine:
                 return cached[0], True
         sp = StreamPosition(0, "")
         if opts.history_size > 0 and opts.history_ttl > 0:
-            pub = replace(pub)  # the stream owns its copy; callers keep theirs
+            # The stream owns its copy; callers keep theirs (cheaper than dataclasses.replace).
+            pub = Publication(pub.data, pub.info, 0, pub.tags, pub.time, pub.data_json)
             sp = self._append(channel, pub, opts, now)
         if opts.idempotency_key:
             self._idempotency[(channel, opts.idempotency_key)] = (sp, now + IDEMPOTENCY_TTL)

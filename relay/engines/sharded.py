@@ -79,7 +79,7 @@ class ShardedEngine:
         bus.on("leave", lambda _s, ch, info: self._deliver(ch, "leave", info))
         bus.on("interest", self._on_interest)
         bus.serve("interest", self._on_interest)
-        bus.on("presence_add", self._on_presence_add)
+        bus.serve("presence_add", self._on_presence_add)
         bus.on("presence_remove", self._on_presence_remove)
         bus.on("emit_join", lambda _s, ch, kind, info: self.emit(ch, kind, info))
         bus.serve("publish", lambda _s, ch, pub, opts: self.local.publish_sync(ch, pub, opts))
@@ -238,7 +238,12 @@ class ShardedEngine:
         await self._call(channel, "remove_history")
 
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
-        self.bus.cast(self.shards.owner(channel), "presence_add", channel, client_id, info)
+        """Acknowledged: once a subscribe is answered, presence queries include it."""
+        owner = self.shards.owner(channel)
+        if owner == self.bus.id:
+            self._on_presence_add(owner, channel, client_id, info)
+            return
+        await self._call(channel, "presence_add", client_id, info)
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
         self.bus.cast(self.shards.owner(channel), "presence_remove", channel, client_id, user)

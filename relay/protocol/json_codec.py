@@ -28,6 +28,7 @@ __all__ = [
     "is_json",
     "compact_json",
     "decode_command",
+    "dumps",
 ]
 
 BINARY = False
@@ -35,6 +36,11 @@ BINARY = False
 _dump_compact = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
 ).encode
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes (no spaces, UTF-8, never a raw newline) with one shared encoder."""
+    return _dump_compact(value).encode("utf-8")
 
 
 def _reject_constant(name: str) -> Any:

@@ -28,6 +28,7 @@ from aiohttp import web
 from relay.api import SCHEMAS, Executor, decode_request, error_dict
 from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, DecodeError, Error, ReplyError
 from relay.node import Node
+from relay.protocol import json_codec
 
 __all__ = ["setup", "TRANSPORT_STATUS", "LEGACY_METHODS"]
 
@@ -113,7 +114,7 @@ class _MetricsHandler:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_codec.dumps(value)
 
 
 def _json_response(value: Any, status: int = 200) -> web.Response:
