@@ -427,6 +427,7 @@ class _PubSubLink:
         self._last_read = 0.0
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._connected_before = False
 
     # -- API --
     def start(self) -> None:
@@ -501,7 +502,9 @@ class _PubSubLink:
         self._ops = [
             (b"SUBSCRIBE", *chunk) for chunk in _chunks(sorted(self._wanted), _SUBSCRIBE_CHUNK)
         ]
-        self._resubscribed = sorted(self._wanted)
+        # the first connection subscribes for the first time: nothing to announce
+        self._resubscribed = sorted(self._wanted) if self._connected_before else []
+        self._connected_before = True
         self._ops.append((b"PING", _RESUB_MARK))
         self._kick.set()
         self._online = True

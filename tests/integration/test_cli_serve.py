@@ -52,8 +52,19 @@ def relay_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int
         }
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "--config", str(cfg), "-p", str(port),
-         "-a", "127.0.0.1", "--log.level", "info"],
+        [
+            sys.executable,
+            "-m",
+            "relay",
+            "--config",
+            str(cfg),
+            "-p",
+            str(port),
+            "-a",
+            "127.0.0.1",
+            "--log.level",
+            "info",
+        ],
         env=env,
         stderr=subprocess.PIPE,
     )
