@@ -15,6 +15,7 @@ __all__ = [
     "FrameParser",
     "build_frame",
     "build_close_frame",
+    "frame_messages",
     "encode_varint",
     "join_delimited",
     "split_delimited",
@@ -63,6 +64,73 @@ def build_frame(int opcode, payload) -> bytes:
     """Return one unmasked server frame (FIN set) carrying ``payload``."""
     cdef bytes body = payload if type(payload) is bytes else bytes(payload)
     return _frame(opcode, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
+
+
+cdef inline Py_ssize_t _varint_size(uint64_t n) noexcept:
+    cdef Py_ssize_t size = 1
+    while n > 0x7F:
+        n >>= 7
+        size += 1
+    return size
+
+
+cdef inline uint8_t* _put_varint(uint8_t* p, uint64_t n) noexcept:
+    while n > 0x7F:
+        p[0] = <uint8_t>((n & 0x7F) | 0x80)
+        p += 1
+        n >>= 7
+    p[0] = <uint8_t>n
+    return p + 1
+
+
+cdef inline Py_ssize_t _header_size(Py_ssize_t n) noexcept:
+    return 2 if n < 126 else (4 if n < 0x10000 else 10)
+
+
+cdef uint8_t* _put_header(uint8_t* p, int opcode, Py_ssize_t n) noexcept:
+    cdef int i
+    cdef uint64_t length = <uint64_t>n
+    p[0] = 0x80 | (opcode & 0x0F)
+    if n < 126:
+        p[1] = <uint8_t>n
+        return p + 2
+    if n < 0x10000:
+        p[1] = 126
+        p[2] = <uint8_t>(n >> 8)
+        p[3] = <uint8_t>n
+        return p + 4
+    p[1] = 127
+    for i in range(8):
+        p[9 - i] = <uint8_t>(length >> (8 * i))
+    return p + 10
+
+
+def frame_messages(int opcode, list messages, bint delimited) -> bytes:
+    """One server frame holding ``messages``: ``\\n``-joined, or varint-delimited.
+
+    This is a connection's flush: everything queued in one loop turn leaves as one
+    frame, built with a single allocation and one copy of each message.
+    """
+    cdef Py_ssize_t count = len(messages), n, payload = 0, i
+    cdef bytes chunk, out
+    cdef uint8_t* p
+    for i in range(count):
+        chunk = <bytes>messages[i]
+        n = len(chunk)
+        payload += n + (_varint_size(<uint64_t>n) if delimited else (1 if i else 0))
+    out = PyBytes_FromStringAndSize(NULL, _header_size(payload) + payload)
+    p = _put_header(<uint8_t*>PyBytes_AS_STRING(out), opcode, payload)
+    for i in range(count):
+        chunk = <bytes>messages[i]
+        n = len(chunk)
+        if delimited:
+            p = _put_varint(p, <uint64_t>n)
+        elif i:
+            p[0] = 10
+            p += 1
+        memcpy(p, PyBytes_AS_STRING(chunk), n)
+        p += n
+    return out
 
 
 def build_close_frame(int code, str reason) -> bytes:
@@ -214,23 +282,6 @@ cdef class FrameParser:
                 self._frag_parts = []
                 self._frag_size = 0
         return 0
-
-
-cdef inline Py_ssize_t _varint_size(uint64_t n) noexcept:
-    cdef Py_ssize_t size = 1
-    while n > 0x7F:
-        n >>= 7
-        size += 1
-    return size
-
-
-cdef inline uint8_t* _put_varint(uint8_t* p, uint64_t n) noexcept:
-    while n > 0x7F:
-        p[0] = <uint8_t>((n & 0x7F) | 0x80)
-        p += 1
-        n >>= 7
-    p[0] = <uint8_t>n
-    return p + 1
 
 
 def encode_varint(n) -> bytes:

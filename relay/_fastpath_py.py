@@ -12,6 +12,7 @@ __all__ = [
     "FrameParser",
     "build_frame",
     "build_close_frame",
+    "frame_messages",
     "encode_varint",
     "join_delimited",
     "split_delimited",
@@ -41,6 +42,12 @@ def build_frame(opcode: int, payload: bytes) -> bytes:
     if n < 0x10000:
         return bytes((b0, 126)) + n.to_bytes(2, "big") + payload
     return bytes((b0, 127)) + n.to_bytes(8, "big") + payload
+
+
+def frame_messages(opcode: int, messages: list[bytes], delimited: bool) -> bytes:
+    """One server frame holding ``messages``: ``\\n``-joined, or varint-delimited."""
+    payload = join_delimited(messages) if delimited else b"\n".join(messages)
+    return build_frame(opcode, payload)
 
 
 def build_close_frame(code: int, reason: str) -> bytes:

@@ -16,6 +16,7 @@ __all__ = [
     "FrameParser",
     "build_frame",
     "build_close_frame",
+    "frame_messages",
     "encode_varint",
     "join_delimited",
     "split_delimited",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         build_close_frame,
         build_frame,
         encode_varint,
+        frame_messages,
         join_delimited,
         split_delimited,
     )
@@ -49,6 +51,7 @@ else:
             build_close_frame,
             build_frame,
             encode_varint,
+            frame_messages,
             join_delimited,
             split_delimited,
         )
@@ -61,6 +64,7 @@ else:
             build_close_frame,
             build_frame,
             encode_varint,
+            frame_messages,
             join_delimited,
             split_delimited,
         )

@@ -28,7 +28,13 @@ from relay.errors import (
     DISCONNECT_WRITE_ERROR,
     Disconnect,
 )
-from relay.fastpath import FrameError, FrameParser, build_close_frame, build_frame
+from relay.fastpath import (
+    FrameError,
+    FrameParser,
+    build_close_frame,
+    build_frame,
+    frame_messages,
+)
 from relay.node import Node
 from relay.protocol.codecs import JSON, PROTOBUF, Codec
 from relay.protocol.glob import OriginChecker
@@ -304,7 +310,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._closing or not self._out:
             return
         out, self._out, self._out_size = self._out, [], 0
-        self.transport.write(build_frame(self.opcode, self.codec.join_frame(out)))
+        self.transport.write(frame_messages(self.opcode, out, self.codec.binary))
         if self.transport.get_write_buffer_size() > self.ctx.queue_max_size:
             self.client.disconnect(DISCONNECT_SLOW)
 

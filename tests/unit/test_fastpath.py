@@ -272,6 +272,29 @@ def test_parity_encode_varint(n: int) -> None:
 
 
 @needs_cython
+@given(
+    st.sampled_from([1, 2]),
+    st.lists(st.binary(max_size=300), max_size=8)
+    | st.lists(st.binary(max_size=40_000), max_size=3),
+    st.booleans(),
+)
+@settings(deadline=None)
+def test_parity_frame_messages(opcode: int, messages: list[bytes], delimited: bool) -> None:
+    assert _cython is not None
+    framed = _cython.frame_messages(opcode, messages, delimited)
+    assert framed == _fastpath_py.frame_messages(opcode, messages, delimited)
+
+
+def test_frame_messages_is_one_frame_of_the_joined_messages(fastpath: ModuleType) -> None:
+    parser = fastpath.FrameParser(1 << 20)
+    framed = fastpath.frame_messages(1, [b'{"a":1}', b"{}"], False)
+    assert framed == fastpath.build_frame(1, b'{"a":1}\n{}')
+    framed = fastpath.frame_messages(2, [b"ab", b""], True)
+    assert framed == fastpath.build_frame(2, b"\x02ab\x00")
+    assert parser.max_message_size == 1 << 20
+
+
+@needs_cython
 @given(st.lists(st.binary(max_size=300), max_size=8))
 def test_parity_join_delimited(messages: list[bytes]) -> None:
     assert _cython is not None
