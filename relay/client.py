@@ -251,7 +251,7 @@ class Client:
                 self._insufficient_state(sub)
                 return
             sub.offset = pub.offset
-        self._write_push(payload)
+        self.transport.write_message(payload)  # hot path: one call less than _write_push
 
     def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
         if client_id == self.uid:

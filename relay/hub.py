@@ -85,18 +85,12 @@ class Hub:
         if not subs:
             return 0
         encoded: dict[str, bytes | None] = {}
-        push = None
         for sub in tuple(subs.values()):
             codec = sub.codec
             payload = encoded.get(codec.name, b"")
             if payload == b"":
-                if push is None:
-                    push = {"push": {"channel": channel, "pub": pub.to_dict()}}
-                payload = (
-                    None
-                    if (codec.name == "json" and not pub.data_json)
-                    else (codec.encode_reply(push))
-                )
+                binary_to_json = codec.name == "json" and not pub.data_json
+                payload = None if binary_to_json else codec.encode_pub_push(channel, pub)
                 encoded[codec.name] = payload
             sub.deliver_publication(channel, pub, payload, epoch)
         return len(subs)

@@ -251,6 +251,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._mark_dirty = ctx.flusher.mark
+        self._queue_max_size = ctx.queue_max_size
         self.client = Client(ctx.node, self, codec)
 
     # ---- inbound ----------------------------------------------------------------------
@@ -299,11 +301,12 @@ class WebSocketConnection(asyncio.Protocol):
     def write_message(self, message: bytes) -> None:
         if self._closing:
             return
-        if not self._out:
-            self.ctx.flusher.mark(self)
-        self._out.append(message)
+        out = self._out
+        if not out:
+            self._mark_dirty(self)
+        out.append(message)
         self._out_size += len(message)
-        if self._out_size > self.ctx.queue_max_size:
+        if self._out_size > self._queue_max_size:
             self.client.disconnect(DISCONNECT_SLOW)
 
     def flush(self) -> None:

@@ -31,15 +31,20 @@ class FakeSub:
 
 
 def counting(codec: Codec) -> tuple[Codec, list[dict[str, Any]]]:
-    """The same codec with a recorder on ``encode_reply``."""
+    """The same codec with a recorder on its encoders (calls logged as Reply dicts)."""
     calls: list[dict[str, Any]] = []
     inner = codec.encode_reply
+    inner_push = codec.encode_pub_push
 
     def encode(reply: dict[str, Any]) -> bytes:
         calls.append(reply)
         return inner(reply)
 
-    return codec._replace(encode_reply=encode), calls
+    def encode_push(channel: str, pub: Publication) -> bytes:
+        calls.append({"push": {"channel": channel, "pub": pub.to_dict()}})
+        return inner_push(channel, pub)
+
+    return codec._replace(encode_reply=encode, encode_pub_push=encode_push), calls
 
 
 # ---- index ------------------------------------------------------------------------------
