@@ -614,31 +614,40 @@ class Executor:
         }
 
     async def info(self, req: Request) -> Result:
-        """This node's statistics (summed over its workers) as the element of ``nodes``."""
+        """One entry per node (its workers summed), this node first; with Redis, every
+        node of the cluster that answers the survey."""
         node = self.node
-        parts = await node.survey("info")
+        by_node: dict[str, list[Result]] = {}
+        for part in await node.survey("info"):
+            by_node.setdefault(part["node"], []).append(part)
+        nodes = [self._node_info(uid, parts) for uid, parts in by_node.items()]
+        return {"nodes": nodes}
+
+    def _node_info(self, uid: str, parts: list[Result]) -> Result:
         users: set[str] = set()
         channels: set[str] = set()
         for part in parts:
             users.update(part["users"])
             channels.update(part["channels"])
+        first = parts[0]
         entry: Result = {
-            "uid": node.uid,
-            "name": node.name,
-            "version": node.version,
+            "uid": uid,
+            "name": first["name"],
+            "version": first["version"],
             "num_clients": sum(p["num_clients"] for p in parts),
             "num_users": len(users),
             "num_channels": len(channels),
         }
-        uptime = int(time.time() - node.started_at)
+        uptime = int(time.time() - min(p["started_at"] for p in parts))
         if uptime:
             entry["uptime"] = uptime
-        entry["metrics"] = {
-            "interval": node.config.node.info_metrics_aggregate_interval,
-            "items": node.metrics.snapshot(),
-        }
+        if uid == self.node.uid:
+            entry["metrics"] = {
+                "interval": self.node.config.node.info_metrics_aggregate_interval,
+                "items": self.node.metrics.snapshot(),
+            }
         entry["num_subs"] = sum(p["num_subs"] for p in parts)
-        return {"nodes": [entry]}
+        return entry
 
     async def rpc(self, req: Request) -> Result:
         """No server API RPC extensions exist: 107 for an empty method, else 104."""

@@ -14,10 +14,13 @@ Follows Centrifugo v6 ``internal/jwtverify/token_verifier_jwt.go`` (spec server-
    leeway, fractional dates allowed, ``iat`` is not checked.
 
 Every malformation is reported as :class:`TokenInvalid` *before* expiry is considered, so an
-expired token that is also malformed is invalid. Signatures are checked with PyJWT's algorithm
-implementations picked from a fixed table (never PyJWT's header-driven selection nor its claim
-checks). JWKS (``jwks_public_endpoint``) is not supported: when configured, every token is
-invalid and :attr:`TokenVerifier.jwks_unsupported` is true so the server can warn.
+expired token that is also malformed is invalid. HMAC signatures are checked with the standard
+library (``hmac.digest`` + constant-time ``hmac.compare_digest``); RSA/ECDSA signatures with PyJWT's
+algorithm implementations picked from a fixed table (never PyJWT's header-driven selection nor its
+claim checks). ``cryptography`` and PyJWT are imported only when an RSA or ECDSA key is configured,
+so an HMAC-only worker never loads them (several MiB of memory per process). JWKS
+(``jwks_public_endpoint``) is not supported: when configured, every token is invalid and
+:attr:`TokenVerifier.jwks_unsupported` is true so the server can warn.
 """
 
 from __future__ import annotations
@@ -31,15 +34,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from jwt.algorithms import Algorithm, ECAlgorithm, HMACAlgorithm, RSAAlgorithm
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import TokenConfig
+
+if TYPE_CHECKING:  # imported lazily at run time: only RSA/ECDSA keys need them
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from jwt.algorithms import Algorithm
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
@@ -61,17 +63,17 @@ _HMAC = "hmac"
 _RSA = "rsa"
 _ECDSA = "ecdsa"
 
-# alg -> (family, PyJWT algorithm implementation, expected EC key size in bits or 0)
-_ALGORITHMS: dict[str, tuple[str, Algorithm, int]] = {
-    "HS256": (_HMAC, HMACAlgorithm(HMACAlgorithm.SHA256), 0),
-    "HS384": (_HMAC, HMACAlgorithm(HMACAlgorithm.SHA384), 0),
-    "HS512": (_HMAC, HMACAlgorithm(HMACAlgorithm.SHA512), 0),
-    "RS256": (_RSA, RSAAlgorithm(RSAAlgorithm.SHA256), 0),
-    "RS384": (_RSA, RSAAlgorithm(RSAAlgorithm.SHA384), 0),
-    "RS512": (_RSA, RSAAlgorithm(RSAAlgorithm.SHA512), 0),
-    "ES256": (_ECDSA, ECAlgorithm(ECAlgorithm.SHA256), 256),
-    "ES384": (_ECDSA, ECAlgorithm(ECAlgorithm.SHA384), 384),
-    "ES512": (_ECDSA, ECAlgorithm(ECAlgorithm.SHA512), 521),
+# alg -> (family, hashlib digest name, expected EC key size in bits or 0)
+_ALGORITHMS: dict[str, tuple[str, str, int]] = {
+    "HS256": (_HMAC, "sha256", 0),
+    "HS384": (_HMAC, "sha384", 0),
+    "HS512": (_HMAC, "sha512", 0),
+    "RS256": (_RSA, "sha256", 0),
+    "RS384": (_RSA, "sha384", 0),
+    "RS512": (_RSA, "sha512", 0),
+    "ES256": (_ECDSA, "sha256", 256),
+    "ES384": (_ECDSA, "sha384", 384),
+    "ES512": (_ECDSA, "sha512", 521),
 }
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -367,7 +369,29 @@ def _truncate(value: float | None) -> int | None:
 # --------------------------------------------------------------------------- keys
 
 
+def _asymmetric_algorithms() -> dict[str, Algorithm]:
+    """PyJWT's RSA/ECDSA implementations by ``alg`` (imports ``cryptography``: call lazily)."""
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    return {
+        "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
+        "RS384": RSAAlgorithm(RSAAlgorithm.SHA384),
+        "RS512": RSAAlgorithm(RSAAlgorithm.SHA512),
+        "ES256": ECAlgorithm(ECAlgorithm.SHA256),
+        "ES384": ECAlgorithm(ECAlgorithm.SHA384),
+        "ES512": ECAlgorithm(ECAlgorithm.SHA512),
+    }
+
+
+def _hmac_verify(digest: str, signing_input: bytes, key: bytes, signature: bytes) -> bool:
+    """Constant-time HMAC check (same computation as PyJWT's ``HMACAlgorithm.verify``)."""
+    return hmac.compare_digest(signature, hmac.digest(key, signing_input, digest))
+
+
 def _load_public_key(pem: str, name: str) -> object:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     data = pem.strip().encode("utf-8")
     try:
         if b"CERTIFICATE" in data.split(b"\n", 1)[0]:
@@ -380,6 +404,8 @@ def _load_public_key(pem: str, name: str) -> object:
 def _rsa_key(pem: str) -> RSAPublicKey | None:
     if not pem:
         return None
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
     key = _load_public_key(pem, "rsa_public_key")
     if not isinstance(key, RSAPublicKey):
         raise ValueError("rsa_public_key: not an RSA public key")
@@ -389,6 +415,8 @@ def _rsa_key(pem: str) -> RSAPublicKey | None:
 def _ecdsa_key(pem: str) -> EllipticCurvePublicKey | None:
     if not pem:
         return None
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
     key = _load_public_key(pem, "ecdsa_public_key")
     if not isinstance(key, EllipticCurvePublicKey):
         raise ValueError("ecdsa_public_key: not an ECDSA public key")
@@ -427,6 +455,10 @@ class TokenVerifier:
         self._hmac_previous = config.hmac_previous_secret_key.encode("utf-8") if use_keys else b""
         self._rsa = _rsa_key(config.rsa_public_key) if use_keys else None
         self._ecdsa = _ecdsa_key(config.ecdsa_public_key) if use_keys else None
+        self._ecdsa_bits = self._ecdsa.curve.key_size if self._ecdsa is not None else 0
+        self._asymmetric: dict[str, Algorithm] = (
+            _asymmetric_algorithms() if self._rsa is not None or self._ecdsa is not None else {}
+        )
         self._aud_re = _compile(config.audience_regex, "audience_regex")
         self._iss_re = _compile(config.issuer_regex, "issuer_regex")
 
@@ -511,25 +543,26 @@ class TokenVerifier:
         entry = _ALGORITHMS.get(compact.alg)
         if entry is None:
             raise TokenInvalid("unsupported algorithm")
-        family, algorithm, curve_bits = entry
-        key = self._key_for(family)
+        family, digest, curve_bits = entry
+        signing_input, signature = compact.signing_input, compact.signature
+        if family == _HMAC:
+            if not self._hmac_key:
+                raise TokenInvalid("disabled algorithm")
+            if _hmac_verify(digest, signing_input, self._hmac_key, signature):
+                return
+            if self._previous_key_usable(now) and _hmac_verify(
+                digest, signing_input, self._hmac_previous, signature
+            ):
+                return
+            raise TokenInvalid("bad signature")
+        key: object | None = self._rsa if family == _RSA else self._ecdsa
         if key is None:
             raise TokenInvalid("disabled algorithm")
-        if isinstance(key, EllipticCurvePublicKey) and key.curve.key_size != curve_bits:
+        if family == _ECDSA and self._ecdsa_bits != curve_bits:
             raise TokenInvalid("ecdsa key does not match algorithm")
-        if algorithm.verify(compact.signing_input, key, compact.signature):
+        if self._asymmetric[compact.alg].verify(signing_input, key, signature):
             return
-        if family == _HMAC and self._previous_key_usable(now):
-            if algorithm.verify(compact.signing_input, self._hmac_previous, compact.signature):
-                return
         raise TokenInvalid("bad signature")
-
-    def _key_for(self, family: str) -> object | None:
-        if family == _HMAC:
-            return self._hmac_key or None
-        if family == _RSA:
-            return self._rsa
-        return self._ecdsa
 
     def _previous_key_usable(self, now: float) -> bool:
         if not self._hmac_previous:
@@ -582,5 +615,5 @@ def encode_hmac_token(claims: dict[str, Any], secret: str, algorithm: str = "HS2
     header = segment(json.dumps({"alg": algorithm, "typ": "JWT"}, separators=(",", ":")).encode())
     payload = segment(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
     signing_input = f"{header}.{payload}".encode("ascii")
-    signature = entry[1].sign(signing_input, secret.encode("utf-8"))
+    signature = hmac.digest(secret.encode("utf-8"), signing_input, entry[1])
     return f"{header}.{payload}.{segment(signature)}"

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -685,6 +684,8 @@ def _read_file(path: str) -> dict[str, object]:
 
             parsed = yaml.safe_load(data.decode("utf-8"))
         elif ext == ".toml":
+            import tomllib  # lazily, like yaml: JSON configs never need a parser module
+
             parsed = tomllib.loads(data.decode("utf-8"))
         else:
             raise ConfigError(f'unsupported config file extension "{ext}"')

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay import CENTRIFUGO_VERSION
 from relay.auth import TokenVerifier
-from relay.cluster.bus import Bus
+from relay.cluster.links import ClusterLink
 from relay.config import ChannelOptions, Config
 from relay.engines.base import Engine, PublishOptions
 from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
@@ -66,7 +66,7 @@ class Node:
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[str]] = {}
         self.shutting_down = False
-        self.bus: Bus | None = None
+        self.link: ClusterLink | None = None
         self.control_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         engine.set_event_handler(self)
 
@@ -186,19 +186,20 @@ class Node:
         return self.hub.channels()
 
     # ---- cluster-wide operations (the workers of this node) ---------------------------
-    def attach_bus(self, bus: Bus) -> None:
-        """Join the node's worker mesh: control broadcasts, surveys, restart handling."""
-        self.bus = bus
-        loop = asyncio.get_running_loop()
-        bus.on("control", lambda _s, op, req: loop.create_task(self._apply_control(op, req)))
-        bus.serve("survey", lambda _s, op: self.local_survey(op))
-        bus.on_gap = self.worker_lost
+    async def attach_link(self, link: ClusterLink) -> None:
+        """Join the cluster (the node's workers, or every node over Redis)."""
+        self.link = link
+        await link.attach(self)
 
     async def control(self, op: str, req: dict[str, Any]) -> None:
         """Run a connection action (subscribe, unsubscribe, disconnect, refresh) everywhere."""
-        if self.bus is not None:
-            self.bus.cast_all("control", op, req)
+        if self.link is not None:
+            self.link.broadcast(op, req)
         await self._apply_control(op, req)
+
+    def apply_control(self, op: str, req: dict[str, Any]) -> None:
+        """A control operation that another worker broadcast."""
+        asyncio.get_running_loop().create_task(self._apply_control(op, req))
 
     async def _apply_control(self, op: str, req: dict[str, Any]) -> None:
         handler = self.control_handlers.get(op)
@@ -215,6 +216,10 @@ class Node:
         if op == "channels":
             return {ch: self.hub.num_subscribers(ch) for ch in self.hub.channels()}
         return {
+            "node": self.uid,
+            "name": self.name,
+            "version": self.version,
+            "started_at": self.started_at,
             "num_clients": len(self.clients),
             "users": list(self.users),
             "num_channels": self.hub.num_channels,
@@ -225,15 +230,22 @@ class Node:
     async def survey(self, op: str) -> list[Any]:
         """Every worker's answer (workers that fail to answer are left out)."""
         results = [self.local_survey(op)]
-        bus = self.bus
-        if bus is None:
-            return results
-        others = [w for w in range(bus.workers) if w != bus.id]
-        answers = await asyncio.gather(
-            *(bus.request(w, "survey", op, timeout=2.0) for w in others), return_exceptions=True
-        )
-        results.extend(a for a in answers if not isinstance(a, BaseException))
+        if self.link is not None:
+            results.extend(await self.link.survey(op))
         return results
+
+    async def refresh_presence(self) -> None:
+        """Re-add this worker's presence entries (engines with a presence TTL)."""
+        for client in list(self.clients.values()):
+            for sub in list(client.subs.values()):
+                if sub.features.presence and sub.pending is None:
+                    try:
+                        await self.engine.add_presence(
+                            sub.channel, client.uid, client.client_info(sub)
+                        )
+                    except ReplyError as exc:
+                        log.warning("presence refresh of %s failed: %s", sub.channel, exc)
+                        return
 
     def handle_broker_lost(self, channels: list[str]) -> None:
         """The broker may have dropped publications of ``channels`` (pub/sub reconnect).

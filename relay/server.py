@@ -1,15 +1,17 @@
 """Composition root of one worker: build everything from ``Config``, serve, shut down.
 
-``serve(config)`` is what ``relay --config FILE`` runs. ``RelayServer`` is also used
-directly by the tests (an in-process server on port 0).
+``relay --config FILE`` runs the front (``cluster/supervisor.py``), whose workers each
+run one ``RelayServer`` (``cluster/worker.py``). Tests use ``RelayServer`` directly (an
+in-process server on port 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
+import time
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from aiohttp import web
 from relay import fastpath
 from relay.api import Executor
 from relay.cluster.bus import Bus
+from relay.cluster.links import BusLink, ClusterLink, RedisLink
 from relay.cluster.worker import WorkerSpec
 from relay.config import Config
 from relay.engines.base import Engine
@@ -24,10 +27,10 @@ from relay.engines.memory import MemoryEngine
 from relay.engines.sharded import ShardedEngine
 from relay.metrics import Metrics
 from relay.node import Node
-from relay.transports import http_api, ws_fallback
+from relay.transports import admin, http_api, ws_fallback
 from relay.transports.websocket import Gateway, GatewayContext
 
-__all__ = ["RelayServer", "serve"]
+__all__ = ["RelayServer"]
 
 log = logging.getLogger("relay.server")
 
@@ -39,19 +42,19 @@ class RelayServer:
         self.config = config
         self.cluster = cluster
         self.metrics = Metrics()
+        node_uid = cluster.node_uid if cluster is not None else str(uuid.uuid4())
+        worker_key = f"{node_uid}.{cluster.id if cluster is not None else 0}"
         self.bus: Bus | None = None
-        if cluster is not None and cluster.workers > 1:
-            self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
-            self.bus.peer_generation = list(cluster.peer_generations)
-        self.engine = _build_engine(config, self.bus)
+        self.link: ClusterLink | None = None
+        self.engine = self._build_engine(config, cluster, worker_key)
         self.node = Node(config, self.engine, self.metrics)
-        if cluster is not None:
-            self.node.uid = cluster.node_uid
+        self.node.uid = node_uid
         self.metrics.build.labels(version=self.node.version).set(1)
         self.executor = Executor(self.node)
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         http_api.setup(self.app, self.node, self.executor)
         ws_fallback.setup(self.app, self.node)
+        admin.setup(self.app, self.node, self.executor)  # last: its UI is a catch-all route
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ctx: GatewayContext | None = None
@@ -66,8 +69,9 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         if self.bus is not None:
             self.bus.start()
-            self.node.attach_bus(self.bus)
         await self.engine.start()
+        if self.link is not None:
+            await self.node.attach_link(self.link)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         http_factory: Any = self._runner.server
@@ -91,6 +95,22 @@ class RelayServer:
             fastpath.IMPLEMENTATION,
         )
 
+    def _build_engine(self, config: Config, cluster: WorkerSpec | None, worker_key: str) -> Engine:
+        """Redis (every worker of every node on it), or memory: one worker, or sharded."""
+        if config.engine.type == "redis":
+            from relay.engines.redis import RedisEngine
+
+            redis = RedisEngine(config.engine.redis, config.channel.history_meta_ttl, worker_key)
+            self.link = RedisLink(redis, worker_key)
+            return redis
+        memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+        if cluster is None or cluster.workers <= 1:
+            return memory
+        self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
+        self.bus.peer_generation = list(cluster.peer_generations)
+        self.link = BusLink(self.bus)
+        return ShardedEngine(self.bus, memory)
+
     async def adopt(self, sock: socket.socket) -> None:
         """Serve a connection accepted by the front process."""
         assert self._ctx is not None
@@ -108,8 +128,12 @@ class RelayServer:
         self.node.worker_lost(worker)
 
     async def _run_housekeeping(self) -> None:
+        presence_due = time.monotonic() + self.config.client.presence_update_interval
         while True:
             await asyncio.sleep(1)
+            if time.monotonic() >= presence_due and self.config.engine.type == "redis":
+                presence_due = time.monotonic() + self.config.client.presence_update_interval
+                await self.node.refresh_presence()
             expire = getattr(self.engine, "expire", None)
             if expire is not None:
                 expire()
@@ -127,39 +151,7 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.sleep(0.05)
+        if self.link is not None:
+            await self.link.close()
         if self.bus is not None:
             self.bus.close()
-
-
-def _build_engine(config: Config, bus: Bus | None) -> Engine:
-    if config.engine.type != "memory":
-        raise NotImplementedError(f"engine type {config.engine.type!r} is not available yet")
-    memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
-    if bus is None:
-        return memory
-    return ShardedEngine(bus, memory)
-
-
-async def _main(config: Config) -> None:
-    server = RelayServer(config)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down")
-    try:
-        await asyncio.wait_for(server.stop(), timeout=config.shutdown.timeout)
-    except TimeoutError:
-        log.error("shutdown timed out")
-
-
-def serve(config: Config) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
-    try:
-        import uvloop
-
-        uvloop.run(_main(config))
-    except ImportError:
-        asyncio.run(_main(config))

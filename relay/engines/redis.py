@@ -346,13 +346,14 @@ class _Shard:
         kwargs = dict(self.pool.connection_kwargs)
         kwargs["socket_timeout"] = None
         kwargs["retry"] = Retry(NoBackoff(), 0)
-        return cast(AbstractConnection, self.pool.connection_class(**kwargs))
+        conn: AbstractConnection = self.pool.connection_class(**kwargs)
+        return conn
 
     async def run_script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            return await self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await _execute(self.client, "EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await self.client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+            return await _execute(self.client, "EVAL", script.source, len(keys), *keys, *args)
 
     async def run_batch(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Many commands in one round trip; per-command errors come back as values.
@@ -362,9 +363,8 @@ class _Shard:
         results = await self._pipeline(calls)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
-            for sha, source in {calls[i][1]: _source_of(calls[i][1]) for i in missing}.items():
-                if source:
-                    await self.client.execute_command("SCRIPT", "LOAD", source)
+            for source in {_source_of(calls[i][1]) for i in missing} - {""}:
+                await _execute(self.client, "SCRIPT", "LOAD", source)
             retried = await self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, retried, strict=True):
                 results[i] = r
@@ -439,7 +439,7 @@ class _PubSubLink:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=self._io_timeout + 1.0)
 
     async def subscribe(self, name: bytes) -> None:
         """Subscribe and wait for Redis to confirm (at most ``io_timeout``)."""
@@ -475,26 +475,31 @@ class _PubSubLink:
                 del self._waiters[name]
 
     async def _supervise(self) -> None:
+        # ``_closed`` is checked after every await: a cancel may be lost by a library
+        # call that swallows it, and the loop must still end.
         attempt = 0
         while not self._closed:
+            conn = self._shard.new_pubsub_connection()
             try:
-                conn = self._shard.new_pubsub_connection()
-                await asyncio.wait_for(conn.connect(), self._io_timeout)
+                async with asyncio.timeout(self._io_timeout):
+                    await _untyped(conn.connect)()
             except (RedisError, OSError, TimeoutError) as exc:
                 attempt += 1
                 log.debug("redis pubsub %s: connect failed: %s", self._shard.address, exc)
                 await asyncio.sleep(_backoff(attempt))
                 continue
-            attempt = 0
+            attempt = 1
             await self._load_scripts()
-            await self._serve_until_broken(conn)
             if not self._closed:
-                attempt = 1
+                await self._serve_until_broken(conn)
+            await conn.disconnect(nowait=True)
+            if not self._closed:
                 await asyncio.sleep(_backoff(attempt))
 
     async def _load_scripts(self) -> None:
         try:
-            await asyncio.wait_for(self._shard.load_scripts(), self._io_timeout)
+            async with asyncio.timeout(self._io_timeout):
+                await self._shard.load_scripts()
         except (RedisError, OSError, TimeoutError) as exc:  # EVALSHA falls back to EVAL
             log.debug("redis %s: SCRIPT LOAD failed: %s", self._shard.address, exc)
 
@@ -524,7 +529,6 @@ class _PubSubLink:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await conn.disconnect()
         if not self._closed and self._wanted:
             self._on_lost(sorted(self._wanted))
 
@@ -576,7 +580,7 @@ class _PubSubLink:
 
 
 def _backoff(attempt: int) -> float:
-    delay = min(_BACKOFF_MAX, _BACKOFF_MIN * (2 ** min(attempt, 10)))
+    delay = min(_BACKOFF_MAX, _BACKOFF_MIN * float(2 ** min(attempt, 10)))
     return delay * (0.5 + random.random() / 2)
 
 
@@ -619,6 +623,8 @@ class RedisEngine:
         self._shards: list[_Shard] = []
         self._links: list[_PubSubLink] = []
         self._client_prefix = f"{self._prefix}.client.".encode()
+        self._control_names: set[bytes] = set()
+        self._on_control: Callable[[bytes], None] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -690,7 +696,8 @@ class RedisEngine:
         """
         shard = self._shard(channel)
         call = self._publish_call(channel, pub, opts)
-        reply = await self._call(shard.run_script(_PUBLISH, call[3:6], call[6:]))
+        keys, args = call[3:6], call[6:]  # ("EVALSHA", sha, 3, *keys, *args)
+        reply = await self._call(shard.run_script(_PUBLISH, keys, args))
         return _publish_result(reply, pub)
 
     async def publish_many(self, items: Sequence[PublishItem]) -> list[PublishOutcome]:
@@ -756,9 +763,7 @@ class RedisEngine:
 
     async def _publish_raw(self, channel: str, payload: bytes) -> None:
         shard = self._shard(channel)
-        await self._call(
-            shard.client.execute_command("PUBLISH", self._client_channel(channel), payload)
-        )
+        await self._call(_execute(shard.client, "PUBLISH", self._client_channel(channel), payload))
 
     async def subscribe(self, channel: str) -> None:
         """SUBSCRIBE ``P.client.<ch>``; returns once Redis confirmed (or raises 100)."""
@@ -797,9 +802,7 @@ class RedisEngine:
 
     async def remove_history(self, channel: str) -> None:
         """Drop the stream; the position (meta) stays."""
-        await self._call(
-            self._shard(channel).client.execute_command("DEL", self._stream_key(channel))
-        )
+        await self._call(_execute(self._shard(channel).client, "DEL", self._stream_key(channel)))
 
     # ---- presence -----------------------------------------------------------------------
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
@@ -835,7 +838,37 @@ class RedisEngine:
     def _channel_of(self, name: bytes) -> str:
         return name[len(self._client_prefix) :].decode()
 
+    # ---- control channels (cluster-wide node operations) -----------------------------
+    def _control_name(self, node_id: str = "") -> bytes:
+        return (f"{self._prefix}.node.{node_id}" if node_id else f"{self._prefix}.control").encode()
+
+    async def start_control(self, on_control: Callable[[bytes], None]) -> None:
+        """Receive ``P.control`` (everyone) and ``P.node.<node_id>`` (this node) messages.
+
+        The subscriptions survive reconnects; delivery is at most once (Redis PUB/SUB).
+        """
+        self._on_control = on_control
+        link = self._links[0]
+        for name in (self._control_name(), self._control_name(self.node_id)):
+            self._control_names.add(name)
+            try:
+                await link.subscribe(name)
+            except ReplyError:
+                log.warning("redis engine: control channel not subscribed yet (Redis down?)")
+
+    async def publish_control(self, data: bytes, node_id: str = "") -> None:
+        """PUBLISH to every node (``P.control``) or one node (``P.node.<node_id>``)."""
+        shard = self._shards[0]
+        await self._call(shard.client.publish(self._control_name(node_id), data))
+
     def _on_message(self, name: bytes, data: bytes) -> None:
+        if name in self._control_names:
+            if self._on_control is not None:
+                try:
+                    self._on_control(data)
+                except Exception:
+                    log.exception("redis engine: control message handling failed")
+            return
         handler = self._handler
         if handler is None or not name.startswith(self._client_prefix):
             return
@@ -876,6 +909,16 @@ class RedisEngine:
 
     def _on_resub(self, names: list[bytes]) -> None:
         self._notify("handle_broker_resubscribed", names)
+
+
+def _untyped(func: Any) -> Callable[..., Awaitable[Any]]:
+    """redis-py leaves some coroutine methods unannotated; give them a type."""
+    return cast(Callable[..., Awaitable[Any]], func)
+
+
+def _execute(client: Redis, *args: Any) -> Awaitable[Any]:
+    """``client.execute_command(*args)``: one command, raw reply."""
+    return _untyped(client.execute_command)(*args)
 
 
 def _text(value: Any) -> str:

@@ -667,3 +667,28 @@ def test_forged_tokens_never_leak_other_exceptions_on_subscribe(
 def test_non_string_token_is_invalid() -> None:
     with pytest.raises(TokenInvalid):
         TokenVerifier(HMAC_CONFIG).verify_connect_token(None, now=NOW)  # type: ignore[arg-type]
+
+
+_HMAC_ONLY_SCRIPT = """
+import sys
+from relay.auth import TokenVerifier, encode_hmac_token
+from relay.config import TokenConfig
+verifier = TokenVerifier(TokenConfig(hmac_secret_key="k", hmac_previous_secret_key="p"))
+for alg in ("HS256", "HS384", "HS512"):
+    token = encode_hmac_token({"sub": "u"}, "k", alg)
+    assert verifier.verify_connect_token(token, now=0).user == "u"
+heavy = {"cryptography", "jwt", "_cffi_backend"}
+loaded = sorted({name.split(".")[0] for name in sys.modules} & heavy)
+assert not loaded, loaded
+"""
+
+
+def test_hmac_only_verifier_never_imports_cryptography_or_pyjwt() -> None:
+    """Memory: an HMAC-only worker must not load cryptography's Rust bindings nor PyJWT."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _HMAC_ONLY_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
