@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter, Summary
 
 from relay.api import Executor
 from relay.config import AdminConfig
@@ -197,20 +196,15 @@ class LoginThrottle:
 
 
 # ---- live statistics -------------------------------------------------------------------------
-def _sample_total(metric: Counter | Summary, suffix: str) -> float:
-    """Sum of a family's samples named ``*<suffix>`` over all label values."""
-    total = 0.0
-    for family in metric.collect():
-        for sample in family.samples:
-            if sample.name.endswith(suffix):
-                total += float(sample.value)
-    return total
+def _total(items: dict[str, float], prefix: str) -> float:
+    """Sum of the flattened series starting with ``prefix`` (all label values)."""
+    return sum(v for k, v in items.items() if k == prefix or k.startswith(prefix + "."))
 
 
 async def collect_stats(node: Node, executor: Executor) -> dict[str, Any]:
     """The status page's snapshot: nodes, totals over them, message counters, uptime."""
     nodes = (await executor.info({}))["nodes"]
-    metrics = node.metrics
+    items = node.metrics.snapshot()  # summed over this node's workers in multiprocess mode
     return {
         "node": {"uid": node.uid, "name": node.name, "version": node.version},
         "nodes": nodes,
@@ -219,9 +213,9 @@ async def collect_stats(node: Node, executor: Executor) -> dict[str, Any]:
         "users": sum(n.get("num_users", 0) for n in nodes),
         "subscriptions": sum(n.get("num_subs", 0) for n in nodes),
         "channels": sum(n.get("num_channels", 0) for n in nodes),
-        "messages_sent": _sample_total(metrics.messages_sent, "_total"),
-        "messages_received": _sample_total(metrics.messages_received, "_total"),
-        "api_commands": _sample_total(metrics.api_duration, "_count"),
+        "messages_sent": _total(items, "centrifugo.node.messages_sent_count"),
+        "messages_received": _total(items, "centrifugo.node.messages_received_count"),
+        "api_commands": _total(items, "centrifugo.api.command_duration_seconds.count"),
         "uptime": int(time.time() - node.started_at),
         "time": time.time(),
     }
