@@ -1,0 +1,204 @@
+"""Two relay nodes (real processes) on one real redis-server acting as one cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
+
+from relay.auth import encode_hmac_token
+from tests.cluster.test_cluster import free_port, wait_port
+from tests.integration.wsutil import RawClient
+from tests.redis_server import RedisServer, redis_available
+
+pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "redis-secret"
+KEY = "redis-key"
+
+
+def config(redis_url: str) -> dict[str, Any]:
+    return {
+        "engine": {"type": "redis", "redis": {"address": [redis_url], "io_timeout": "500ms"}},
+        "client": {"token": {"hmac_secret_key": SECRET}},
+        "http_api": {"key": KEY},
+        "channel": {
+            "without_namespace": {
+                "allow_subscribe_for_client": True,
+                "allow_publish_for_client": True,
+                "allow_presence_for_client": True,
+                "allow_history_for_client": True,
+                "presence": True,
+                "join_leave": True,
+                "force_push_join_leave": True,
+                "history_size": 100,
+                "history_ttl": "300s",
+                "force_recovery": True,
+            }
+        },
+    }
+
+
+class Node:
+    def __init__(self, cfg_path: Path, workers: int = 1) -> None:
+        self.cfg_path = cfg_path
+        self.workers = workers
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "-c", str(self.cfg_path), "-p", str(self.port),
+             "-a", "127.0.0.1", "--workers", str(self.workers), "--log.level", "error"],
+            env=env,
+        )  # fmt: skip
+        await wait_port(self.port)
+        await asyncio.sleep(0.5)  # control channels subscribed, first heartbeat out
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    async def api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"http://127.0.0.1:{self.port}/api/{method}", json=body,
+                headers={"X-API-Key": KEY},
+            ) as resp:  # fmt: skip
+                assert resp.status == 200
+                data: dict[str, Any] = await resp.json()
+                return data
+
+    async def client(self, user: str) -> RawClient:
+        c = await RawClient.open(self.ws_url)
+        await c.connect(token=encode_hmac_token({"sub": user}, SECRET))
+        return c
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with RedisServer(persist=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(config(redis.url)))
+    a, b = Node(cfg), Node(cfg, workers=2)
+    try:
+        await asyncio.gather(a.start(), b.start())
+        await asyncio.sleep(3.2)  # a heartbeat round: every worker knows every other
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_two_nodes_act_as_one(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    on_a = await a.client("alice")
+    on_b = await b.client("bob")
+    for c in (on_a, on_b):
+        await c.call("subscribe", {"channel": "room"})
+    await on_a.push("join", "room")
+    assert (await on_a.push("join", "room"))["join"]["info"]["user"] == "bob"
+    res = await b.api("publish", {"channel": "room", "data": {"n": 1}})
+    assert res["result"]["offset"] == 1
+    await on_a.call("publish", {"channel": "room", "data": {"n": 2}})
+    for c in (on_a, on_b):
+        pubs = [(await c.push("pub", "room"))["pub"] for _ in range(2)]
+        assert [p["data"]["n"] for p in pubs] == [1, 2] and pubs[1]["offset"] == 2
+    hist_a = (await a.api("history", {"channel": "room", "limit": -1}))["result"]
+    hist_b = (await b.api("history", {"channel": "room", "limit": -1}))["result"]
+    assert hist_a == hist_b and hist_a["offset"] == 2
+    for node in (a, b):
+        stats = (await node.api("presence_stats", {"channel": "room"}))["result"]
+        assert stats == {"num_clients": 2, "num_users": 2}
+        chans = (await node.api("channels", {}))["result"]["channels"]
+        assert chans == {"room": {"num_clients": 2}}
+        info = (await node.api("info", {}))["result"]["nodes"]
+        assert len(info) == 2 and sum(n["num_clients"] for n in info) == 2
+    # a user's connection on node A is reached from node B's API
+    await b.api("disconnect", {"user": "alice"})
+    assert await on_a.closed() == (3503, "force disconnect")
+    await on_b.close()
+
+
+async def test_recovery_across_node_restart(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    events: list[SubscribedContext] = []
+    pubs: list[Any] = []
+
+    class Events(SubscriptionEventHandler):
+        async def on_subscribed(self, ctx: SubscribedContext) -> None:
+            events.append(ctx)
+
+        async def on_publication(self, ctx: Any) -> None:
+            pubs.append(ctx.pub.data)
+
+    client = Client(a.ws_url, token=encode_hmac_token({"sub": "sdk"}, SECRET), proxy=None,
+                    min_reconnect_delay=0.2, max_reconnect_delay=0.5)  # fmt: skip
+    sub = client.new_subscription("stream", events=Events())
+    await client.connect()
+    await sub.subscribe()
+    await b.api("publish", {"channel": "stream", "data": 0})
+    a.stop()  # node A goes away; its client starts reconnecting
+    for i in range(1, 4):
+        await b.api("publish", {"channel": "stream", "data": i})
+    await a.start()
+    deadline = time.monotonic() + 10
+    while len(events) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert events[-1].was_recovering and events[-1].recovered
+    while len(pubs) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert pubs == [0, 1, 2, 3]  # the stream lives in Redis: nothing missed
+    await client.disconnect()
+
+
+async def test_redis_outage(nodes: tuple[Node, Node], redis: RedisServer) -> None:
+    a, b = nodes
+    c = await a.client("carol")
+    await c.call("subscribe", {"channel": "news"})
+    redis.stop()
+    started = time.monotonic()
+    res = await b.api("publish", {"channel": "news", "data": 1})
+    assert res["error"]["code"] == 100 and time.monotonic() - started < 2.0
+    assert (await c.call("presence", {"channel": "news"}))["error"]["code"] == 100
+    # the connection stays up; its positioned subscription is asked to resync
+    unsub = await c.push("unsubscribe", "news", timeout=8)
+    assert unsub["unsubscribe"]["code"] == 2500
+    redis.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        res = await b.api("publish", {"channel": "news", "data": 2})
+        if "result" in res:
+            break
+        await asyncio.sleep(0.2)
+    assert "result" in res
+    sub = (await c.call("subscribe", {"channel": "news"}))["subscribe"]
+    assert sub["recoverable"] is True
+    await c.close()
