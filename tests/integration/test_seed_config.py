@@ -115,3 +115,22 @@ async def test_allowed_origins(seed: Any) -> None:
     with pytest.raises(websockets.InvalidStatus) as exc:
         await websockets.connect(seed.ws_url, origin="https://evil.example")  # type: ignore[arg-type]
     assert exc.value.response.status_code == 403
+
+
+def test_compose_runs_relay_like_the_seed() -> None:
+    import yaml
+
+    compose = yaml.safe_load((SEED.parents[1] / "docker-compose.yml").read_text())
+    relay = compose["services"]["relay"]
+    assert "env_file" not in relay  # the seed's gotcha: no raw variables injected
+    assert sorted(relay["environment"]) == sorted(ENV)
+    assert relay["ports"] == ["8000:8000"]
+    assert relay["volumes"][0].startswith("./examples/seed-config.json:")
+    node = compose["services"]["relay-a"]
+    env = {k: "x" for k in ENV} | {
+        k: v for k, v in node["environment"].items() if not k.startswith("<<")
+    }
+    cfg = load_config(str(SEED), {**env, "CENTRIFUGO_ENGINE_REDIS_ADDRESS": "redis://r:6379"})
+    assert not cfg.warnings
+    assert cfg.config.engine.type == "redis"
+    assert cfg.config.engine.redis.address == ("redis://r:6379",)
