@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml setup.py relay/_fastpath.pyx
 	$(BIN)/pip install -q --upgrade pip setuptools wheel Cython
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/python setup.py -q build_ext --inplace
+	$(BIN)/python -m compileall -q relay
 	touch $(STAMP)
 
 install: $(STAMP)

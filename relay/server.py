@@ -12,23 +12,24 @@ import logging
 import socket
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from relay import fastpath
 from relay.api import Executor
-from relay.cluster.bus import Bus
 from relay.cluster.links import BusLink, ClusterLink, RedisLink
 from relay.cluster.worker import WorkerSpec
 from relay.config import Config
 from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine
-from relay.engines.sharded import ShardedEngine
 from relay.metrics import Metrics
 from relay.node import Node
 from relay.transports import admin, http_api, ws_fallback
 from relay.transports.websocket import Gateway, GatewayContext
+
+if TYPE_CHECKING:
+    from relay.cluster.bus import Bus
 
 __all__ = ["RelayServer"]
 
@@ -44,7 +45,7 @@ class RelayServer:
         self.metrics = Metrics()
         node_uid = cluster.node_uid if cluster is not None else str(uuid.uuid4())
         worker_key = f"{node_uid}.{cluster.id if cluster is not None else 0}"
-        self.bus: Bus | None = None
+        self.bus: Bus | None = None  # ZeroMQ links when this node runs several workers
         self.link: ClusterLink | None = None
         self.engine = self._build_engine(config, cluster, worker_key)
         self.node = Node(config, self.engine, self.metrics)
@@ -106,6 +107,9 @@ class RelayServer:
         memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
         if cluster is None or cluster.workers <= 1:
             return memory
+        from relay.cluster.bus import Bus  # zmq only where there are peers
+        from relay.engines.sharded import ShardedEngine
+
         self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
         self.bus.peer_generation = list(cluster.peer_generations)
         self.link = BusLink(self.bus)

@@ -18,9 +18,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from relay.cluster.bus import Bus, BusError
+if TYPE_CHECKING:  # zmq is imported only by nodes that run several workers
+    from relay.cluster.bus import Bus
 
 __all__ = ["ClusterLink", "LinkOwner", "BusLink", "RedisLink"]
 
@@ -68,6 +69,8 @@ class BusLink:
         self.bus.cast_all("control", op, req)
 
     async def survey(self, op: str) -> list[Any]:
+        from relay.cluster.bus import BusError
+
         others = [w for w in range(self.bus.workers) if w != self.bus.id]
         answers = await asyncio.gather(
             *(self.bus.request(w, "survey", op, timeout=SURVEY_TIMEOUT) for w in others),
