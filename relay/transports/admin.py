@@ -46,7 +46,8 @@ from aiohttp import web
 from relay.api import Executor
 from relay.config import AdminConfig
 from relay.node import Node
-from relay.transports.http_api import JSON_TYPE, _APIHandler, _dumps, _iter_stream, _plain
+from relay.protocol import json_codec
+from relay.transports.http_api import JSON_TYPE, legacy_stream, plain
 
 __all__ = [
     "setup",
@@ -224,7 +225,7 @@ async def collect_stats(node: Node, executor: Executor) -> dict[str, Any]:
 # ---- handlers -------------------------------------------------------------------------------
 def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=_dumps(value), status=status, content_type=JSON_TYPE, headers=_NO_STORE
+        body=json_codec.dumps(value), status=status, content_type=JSON_TYPE, headers=_NO_STORE
     )
 
 
@@ -243,7 +244,6 @@ class _Admin:
         self.executor = executor
         self.cfg = cfg
         self.throttle = LoginThrottle()
-        self.api = _APIHandler(node, executor)
         self.web_root = Path(cfg.web_path).resolve() if cfg.web_path else WEB_ROOT
         self.own_ui = not cfg.web_path
 
@@ -265,21 +265,21 @@ class _Admin:
         if request.method != "POST":
             return web.Response(status=405)
         if not self.cfg.password or not self.cfg.secret:
-            return _plain(400, "Bad Request\n")
+            return plain(400, "Bad Request\n")
         address = request.remote or ""
         wait = self.throttle.retry_after(address)
         if wait > 0:
             log.warning("admin login throttled", extra={"fields": {"remote": address}})
-            resp = _plain(429, "Too Many Requests\n")
+            resp = plain(429, "Too Many Requests\n")
             resp.headers["Retry-After"] = str(math.ceil(wait))
             return resp
         password = await self._form_password(request)
         if password is None:
-            return _plain(400, "Bad Request\n")
+            return plain(400, "Bad Request\n")
         if not _password_matches(self.cfg.password, password):
             self.throttle.failure(address)
             log.info("admin login failed", extra={"fields": {"remote": address}})
-            return _plain(400, "Bad Request\n")
+            return plain(400, "Bad Request\n")
         self.throttle.success(address)
         return _json({"token": issue_token(self.cfg.secret)})
 
@@ -317,15 +317,7 @@ class _Admin:
             return web.Response(status=405)
         if not self.authenticated(request):
             return web.Response(status=401)
-        if self.node.shutting_down:
-            return _plain(503, "Service Unavailable\n")
-        try:
-            commands = list(_iter_stream(await request.read()))
-        except (ValueError, RecursionError):
-            self.node.metrics.api_error("legacy", "unmarshal", "admin")
-            return _plain(400, "Bad Request\n")
-        replies = [await self.api._legacy_one(command) for command in commands]
-        return web.Response(body=b"\n".join(replies), content_type=JSON_TYPE, headers=_NO_STORE)
+        return await legacy_stream(self.node, self.executor, request, "admin")
 
     async def stats(self, request: web.Request) -> web.Response:
         """Live numbers for relay's status page."""
@@ -340,7 +332,7 @@ class _Admin:
         """A file of the UI (``index.html`` for a directory); 404 when there is none."""
         path = self._resolve(request.match_info.get("tail", ""))
         if path is None:
-            return _plain(404, "404 page not found\n")
+            return plain(404, "404 page not found\n")
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405)
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -72,7 +72,7 @@ async def not_found_text(request: web.Request, handler: Any) -> web.StreamRespon
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except web.HTTPNotFound:
-        return _plain(404, "404 page not found\n")
+        return plain(404, "404 page not found\n")
 
 
 def setup(app: web.Application, node: Node, executor: Executor) -> None:
@@ -113,15 +113,12 @@ class _MetricsHandler:
         return resp
 
 
-def _dumps(value: Any) -> bytes:
-    return json_codec.dumps(value)
-
-
 def _json_response(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_dumps(value), status=status, content_type=JSON_TYPE)
+    return web.Response(body=json_codec.dumps(value), status=status, content_type=JSON_TYPE)
 
 
-def _plain(status: int, text: str) -> web.Response:
+def plain(status: int, text: str) -> web.Response:
+    """A ``text/plain`` answer, as Go's ``http.Error`` writes them."""
     resp = web.Response(body=text.encode(), status=status)
     resp.headers["Content-Type"] = "text/plain; charset=utf-8"
     resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -188,7 +185,7 @@ class _APIHandler:
         """One API method; the body is that method's request object."""
         method = request.match_info["method"]
         if method not in SCHEMAS:
-            return _plain(404, "404 page not found\n")
+            return plain(404, "404 page not found\n")
         denied = self._gate(request)
         if denied is not None:
             return denied
@@ -197,7 +194,7 @@ class _APIHandler:
             params = decode_request(method, _load_json(body))
         except (ValueError, RecursionError, DecodeError):
             self.node.metrics.api_error(method, "unmarshal")
-            return _plain(400, "Bad Request\n")
+            return plain(400, "Bad Request\n")
         try:
             result = await self.executor.call(method, params)
         except ReplyError as exc:
@@ -217,31 +214,40 @@ class _APIHandler:
         denied = self._gate(request)
         if denied is not None:
             return denied
-        if self.node.shutting_down:
-            return _plain(503, "Service Unavailable\n")
-        body = await request.read()
-        try:
-            commands = list(_iter_stream(body))
-        except (ValueError, RecursionError):
-            self.node.metrics.api_error("legacy", "unmarshal")
-            return _plain(400, "Bad Request\n")
-        replies = [await self._legacy_one(cmd) for cmd in commands]
-        return web.Response(body=b"\n".join(replies), content_type=JSON_TYPE)
+        return await legacy_stream(self.node, self.executor, request, "http")
 
-    async def _legacy_one(self, command: dict[str, Any]) -> bytes:
-        reply: dict[str, Any] = {}
-        if command["id"]:
-            reply["id"] = command["id"]
-        method = command["method"]
-        try:
-            if method is None:
-                raise ReplyError(API_ERROR_NOT_FOUND)
-            if command["params"] is None:  # Go fails to unmarshal absent params: 107
-                raise ReplyError(ERROR_BAD_REQUEST)
-            reply["result"] = await self.executor.call(method, command["params"])
-        except ReplyError as exc:
-            reply["error"] = error_dict(exc.error)
-        return _dumps(reply)
+
+async def legacy_stream(
+    node: Node, executor: Executor, request: web.Request, protocol: str
+) -> web.Response:
+    """Answer a legacy ``POST /api`` stream (also the admin UI's ``/admin/api``)."""
+    if node.shutting_down:
+        return plain(503, "Service Unavailable\n")
+    try:
+        commands = list(_iter_stream(await request.read()))
+    except (ValueError, RecursionError):
+        node.metrics.api_error("legacy", "unmarshal", protocol)
+        return plain(400, "Bad Request\n")
+    replies = [await _legacy_one(executor, cmd) for cmd in commands]
+    return web.Response(
+        body=b"\n".join(replies), content_type=JSON_TYPE, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _legacy_one(executor: Executor, command: dict[str, Any]) -> bytes:
+    reply: dict[str, Any] = {}
+    if command["id"]:
+        reply["id"] = command["id"]
+    method = command["method"]
+    try:
+        if method is None:
+            raise ReplyError(API_ERROR_NOT_FOUND)
+        if command["params"] is None:  # Go fails to unmarshal absent params: 107
+            raise ReplyError(ERROR_BAD_REQUEST)
+        reply["result"] = await executor.call(method, command["params"])
+    except ReplyError as exc:
+        reply["error"] = error_dict(exc.error)
+    return json_codec.dumps(reply)
 
 
 def _iter_stream(body: bytes) -> Iterator[dict[str, Any]]:
