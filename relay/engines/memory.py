@@ -121,6 +121,11 @@ class MemoryEngine:
     async def publish_many(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
     ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+        return self.publish_many_sync(items)
+
+    def publish_many_sync(
+        self, items: Sequence[tuple[str, Publication, PublishOptions]]
+    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
         """A batch of publishes, in order; per-item errors are returned, not raised."""
         out: list[tuple[StreamPosition, bool] | ReplyError] = []
         for channel, pub, opts in items:

@@ -15,7 +15,7 @@ it out:
 
 Every command is bounded by ``io_timeout``; a Redis failure raises
 ``ReplyError(ERROR_INTERNAL)`` and never hangs. Several ``address`` entries are
-independent shards: a channel lives on shard ``jump_hash(fnv1a64(channel), n)``.
+independent shards: a channel lives on shard ``jump_hash(fnv1a_64(channel), n)``.
 
 Each shard has one dedicated PUB/SUB connection (:class:`_PubSubLink`) that follows
 ``subscribe``/``unsubscribe``, batches SUBSCRIBE/UNSUBSCRIBE commands, reconnects on its
@@ -48,6 +48,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
+from relay.cluster.shards import fnv1a_64, jump_hash
 from relay.config import RedisConfig
 from relay.engines.base import EventHandler, PublishOptions
 from relay.engines.memory import IDEMPOTENCY_TTL, new_epoch
@@ -72,8 +73,6 @@ __all__ = [
     "BrokerStateHandler",
     "PublishItem",
     "PublishOutcome",
-    "fnv1a64",
-    "jump_hash",
     "shard_index",
 ]
 
@@ -86,10 +85,6 @@ PublishItem = tuple[str, Publication, PublishOptions]
 #: What ``publish_many`` gives for one item: the ``publish`` result or the error.
 PublishOutcome = tuple[StreamPosition, bool] | ReplyError
 
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-_JUMP_MULT = 2862933555777941757
 
 _PING_INTERVAL = 2.0
 _BACKOFF_MIN = 0.05
@@ -215,29 +210,11 @@ _PRESENCE_GET = _Script(_PRESENCE_GET_LUA)
 
 
 # ---- sharding ---------------------------------------------------------------------------
-def fnv1a64(data: bytes) -> int:
-    """64-bit FNV-1a (Go's ``hash/fnv.New64a``)."""
-    h = _FNV_OFFSET
-    for byte in data:
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK64
-    return h
-
-
-def jump_hash(key: int, buckets: int) -> int:
-    """Jump consistent hash (Lamping & Veach) of a 64-bit key into ``buckets``."""
-    b, j = -1, 0
-    while j < buckets:
-        b = j
-        key = (key * _JUMP_MULT + 1) & _MASK64
-        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
-    return b
-
-
 def shard_index(channel: str, shards: int) -> int:
     """The shard of ``channel`` among ``shards``, as Centrifugo picks it."""
     if shards <= 1:
         return 0
-    return jump_hash(fnv1a64(channel.encode()), shards)
+    return jump_hash(fnv1a_64(channel.encode()), shards)
 
 
 # ---- payloads ---------------------------------------------------------------------------

@@ -83,7 +83,7 @@ class ShardedEngine:
         bus.on("presence_remove", self._on_presence_remove)
         bus.on("emit_join", lambda _s, ch, kind, info: self.emit(ch, kind, info))
         bus.serve("publish", lambda _s, ch, pub, opts: self.local.publish_sync(ch, pub, opts))
-        bus.serve("publish_many", lambda _s, items: self._publish_local(items))
+        bus.serve("publish_many", lambda _s, items: self.local.publish_many_sync(items))
         bus.serve("history", lambda _s, ch, flt, ttl: self.local.history_sync(ch, flt, ttl))
         bus.serve("remove_history", lambda _s, ch: self.local.remove_history(ch))
         bus.serve("presence", lambda _s, ch: self.local.presence(ch))
@@ -148,15 +148,6 @@ class ShardedEngine:
             if not entries:
                 del self._presence_from[channel]
 
-    def _publish_local(self, items: Sequence[PublishItem]) -> list[PublishOutcome]:
-        out: list[PublishOutcome] = []
-        for channel, pub, opts in items:
-            try:
-                out.append(self.local.publish_sync(channel, pub, opts))
-            except ReplyError as exc:
-                out.append(exc)
-        return out
-
     def worker_restarted(self, worker: int) -> None:
         """Forget what ``worker``'s previous life registered with the shards owned here."""
         for channel in list(self._interest):
@@ -196,7 +187,7 @@ class ShardedEngine:
             part = [items[i] for i in indexes]
             try:
                 if owner == self.bus.id:
-                    results = self._publish_local(part)
+                    results = self.local.publish_many_sync(part)
                 else:
                     results = await self.bus.request(
                         owner, "publish_many", part, timeout=self.timeout

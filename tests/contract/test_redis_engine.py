@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
+from relay.cluster.shards import fnv1a_64 as fnv1a64
+from relay.cluster.shards import jump_hash
 from relay.config import RedisConfig
 from relay.engines.base import PublishOptions
-from relay.engines.redis import RedisEngine, fnv1a64, jump_hash, shard_index
+from relay.engines.redis import RedisEngine, shard_index
 from relay.errors import ReplyError
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 from tests.contract import test_engine_contract as contract
