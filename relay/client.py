@@ -61,6 +61,7 @@ from relay.protocol import json_codec
 from relay.protocol.channels import Override, SubscribeFeatures
 from relay.protocol.codecs import Codec
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
+from relay.protocol.recovery import recovered_publications
 from relay.protocol.session import CONNECTED, PONG, Session
 
 if TYPE_CHECKING:
@@ -567,17 +568,8 @@ class Client:
                 raise
             top = (await engine.history(ch, HistoryFilter(limit=0), meta_ttl)).position
             return [], top, False
-        pubs, top = hist.publications, hist.position
-        if since.epoch and since.epoch != top.epoch:
-            return [], top, False
-        if cache_mode:
-            if top.offset == since.offset:
-                return [], top, True
-            return pubs, top, bool(pubs)
-        if not pubs:
-            return [], top, top.offset == since.offset
-        ok = pubs[0].offset == since.offset + 1 and pubs[-1].offset == top.offset
-        return (pubs, top, True) if ok else ([], top, False)
+        pubs, ok = recovered_publications(since, hist.publications, hist.position, cache_mode)
+        return pubs, hist.position, ok
 
     def _pub_dict(self, pub: Publication) -> Result:
         if self.codec.name == "json" and not pub.data_json:
