@@ -1,6 +1,6 @@
 """``python -m bench SCENARIO [options]``; ``python -m bench compare SCENARIO`` = ``--server both``.
 
-Scenarios: batch, latency, fanout, connections, memory, micro, smoke.
+Scenarios: batch, latency, fanout, connections, memory, micro, redis, redis-outage, smoke.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_common(sp)
         importlib.import_module(f"bench.{name}").add_args(sp)
     sub.add_parser("micro", help="relay._fastpath vs relay._fastpath_py", add_help=False)
+    sub.add_parser("redis", help="1 and 2 nodes on Redis (bench/redis_nodes.py)", add_help=False)
+    sub.add_parser("redis-outage", help="Redis stopped for 10 s", add_help=False)
     sub.add_parser("smoke", help="every scenario, tiny, against a managed relay", add_help=False)
     return p
 
@@ -101,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         from bench import micro_fastpath
 
         return micro_fastpath.main(argv[1:])
+    if argv and argv[0] == "redis":
+        from bench import redis_nodes
+
+        return redis_nodes.main(argv[1:])
+    if argv and argv[0] == "redis-outage":
+        from bench import redis_outage
+
+        return redis_outage.main(argv[1:])
     if argv and argv[0] == "smoke":
         from bench import smoke
 
