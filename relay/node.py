@@ -67,6 +67,7 @@ class Node:
         self.users: dict[str, set[str]] = {}
         self.shutting_down = False
         self.link: ClusterLink | None = None
+        self._broker_lost: set[str] = set()
         self.control_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         engine.set_event_handler(self)
 
@@ -116,6 +117,7 @@ class Node:
 
     async def remove_subscription(self, channel: str, client: Client) -> None:
         if self.hub.remove(channel, client):
+            self._broker_lost.discard(channel)
             await self.engine.unsubscribe(channel)
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
 
@@ -248,16 +250,20 @@ class Node:
                         return
 
     def handle_broker_lost(self, channels: list[str]) -> None:
-        """The broker may have dropped publications of ``channels`` (pub/sub reconnect).
+        """The broker's PUB/SUB connection broke: publications of ``channels`` may be lost.
 
-        Positioned subscriptions resync (insufficient state -> the SDK recovers from the
-        stream); the others go on, as with Centrifugo (at-most-once without positioning).
+        As Centrifugo does, subscriptions stay while the broker is away; they are told
+        to resync once it is back (``handle_broker_resubscribed``).
         """
-        for channel in channels:
-            self._streams_lost(channel)
+        self._broker_lost.update(channels)
 
     def handle_broker_resubscribed(self, channels: list[str]) -> None:
-        """Pub/sub is back for ``channels``; what was lost meanwhile was already signalled."""
+        """PUB/SUB is back: positioned subscriptions of channels that had lost it resync
+        (insufficient state -> the SDK recovers from the stream or learns it cannot)."""
+        for channel in channels:
+            if channel in self._broker_lost:
+                self._broker_lost.discard(channel)
+                self._streams_lost(channel)
 
     def _streams_lost(self, channel: str) -> None:
         for sub in self.hub.subscribers(channel):
