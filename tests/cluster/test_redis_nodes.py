@@ -189,6 +189,8 @@ async def test_redis_outage(nodes: tuple[Node, Node], redis: RedisServer) -> Non
     assert res["error"]["code"] == 100 and time.monotonic() - started < 2.0
     assert (await c.call("presence", {"channel": "news"}))["error"]["code"] == 100
     # the connection and its subscription stay while Redis is away (as Centrifugo)
+    with pytest.raises(TimeoutError):
+        await c.push("unsubscribe", "news", timeout=1.5)
     redis.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
