@@ -165,6 +165,10 @@ async def test_recovery_across_node_restart(nodes: tuple[Node, Node]) -> None:
     await client.connect()
     await sub.subscribe()
     await b.api("publish", {"channel": "stream", "data": 0})
+    deadline = time.monotonic() + 5
+    while pubs != [0] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert pubs == [0]
     a.stop()  # node A goes away; its client starts reconnecting
     for i in range(1, 4):
         await b.api("publish", {"channel": "stream", "data": i})
