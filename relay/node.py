@@ -25,7 +25,6 @@ from relay.engines.base import Engine, PublishOptions
 from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
 from relay.hub import Hub
 from relay.metrics import Metrics
-from relay.protocol import json_codec
 from relay.protocol.channels import ChannelRules
 from relay.protocol.messages import ClientInfo, Publication, StreamPosition
 
@@ -101,15 +100,6 @@ class Node:
     def num_user_connections(self, user: str) -> int:
         return len(self.users.get(user, ()))
 
-    def user_clients(self, user: str, client_id: str = "") -> list[Client]:
-        """Connections of ``user`` (all users when empty), optionally one client id."""
-        if client_id:
-            c = self.clients.get(client_id)
-            return [c] if c is not None and (not user or c.user == user) else []
-        if not user:
-            return list(self.clients.values())
-        return [self.clients[uid] for uid in self.users.get(user, ()) if uid in self.clients]
-
     async def add_subscription(self, channel: str, client: Client) -> None:
         if self.hub.add(channel, client):
             await self.engine.subscribe(channel)
@@ -170,10 +160,6 @@ class Node:
             raise ReplyError(ERROR_BAD_REQUEST)
         if fmt == "json_object" and not data.lstrip().startswith(b"{"):
             raise ReplyError(ERROR_BAD_REQUEST)
-
-    @staticmethod
-    def is_json(data: bytes) -> bool:
-        return json_codec.is_json(data)
 
     # ---- shutdown ---------------------------------------------------------------------
     async def shutdown(self, disconnect: Disconnect = DISCONNECT_SHUTDOWN) -> None:

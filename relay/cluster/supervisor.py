@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from relay.config import Config
 
@@ -54,7 +54,6 @@ class Worker:
     load: int = 0
     handed: int = 0
     started_at: float = 0.0
-    restarts: list[float] = field(default_factory=list)
 
 
 class Supervisor:

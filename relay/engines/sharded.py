@@ -157,9 +157,6 @@ class ShardedEngine:
                 if sender == worker:
                     self._on_presence_remove(worker, channel, client, "")
 
-    def local_interest(self) -> list[str]:
-        return [ch for ch, ws in self._interest.items() if self.bus.id in ws]
-
     # ---- engine interface ----------------------------------------------------------------
     async def _call(self, channel: str, op: str, *args: Any) -> Any:
         owner = self.shards.owner(channel)
