@@ -76,7 +76,8 @@ class RelayServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         http_factory: Any = self._runner.server
-        self._ctx = GatewayContext(self.node, http_factory, loop)
+        workers = self.cluster.workers if self.cluster is not None else 1
+        self._ctx = GatewayContext(self.node, http_factory, loop, workers)
         ctx = self._ctx
         self._housekeeping = loop.create_task(self._run_housekeeping())
         if not listen:

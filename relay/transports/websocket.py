@@ -39,7 +39,14 @@ from relay.node import Node
 from relay.protocol.codecs import JSON, PROTOBUF, Codec
 from relay.protocol.glob import OriginChecker
 
-__all__ = ["Gateway", "WebSocketConnection", "Flusher", "GatewayContext", "negotiate"]
+__all__ = [
+    "Admission",
+    "Gateway",
+    "WebSocketConnection",
+    "Flusher",
+    "GatewayContext",
+    "negotiate",
+]
 
 log = logging.getLogger("relay.websocket")
 
@@ -76,6 +83,7 @@ class GatewayContext:
         node: Node,
         http_factory: Callable[[], asyncio.Protocol] | None,
         loop: asyncio.AbstractEventLoop,
+        workers: int = 1,
     ) -> None:
         self.node = node
         self.http_factory = http_factory
@@ -87,6 +95,36 @@ class GatewayContext:
         self.max_message_size = ws.message_size_limit
         self.write_timeout = ws.write_timeout
         self.queue_max_size = node.config.client.queue_max_size
+        self.admission = Admission(node, loop, workers)
+
+
+class Admission:
+    """``client.connection_limit`` and ``client.connection_rate_limit`` (HTTP 503 when hit).
+
+    Both are node-wide in Centrifugo; a worker enforces its share (limit / workers).
+    """
+
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop, workers: int = 1) -> None:
+        cfg = node.config.client
+        self.node = node
+        self.loop = loop
+        self.limit = -(-cfg.connection_limit // workers) if cfg.connection_limit else 0
+        self.rate = cfg.connection_rate_limit / workers if cfg.connection_rate_limit else 0.0
+        self._capacity = max(1.0, self.rate)  # a burst of one second's worth
+        self._tokens = self._capacity
+        self._refilled = loop.time()
+
+    def admit(self) -> bool:
+        if self.limit and len(self.node.connections) >= self.limit:
+            return False
+        if self.rate:
+            now = self.loop.time()
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+        return True
 
 
 # =========================================================================================
@@ -182,6 +220,9 @@ class Gateway(asyncio.Protocol):
         if not self.ctx.origins.allowed(headers.get("origin")):
             log.info("request Origin is not authorized: %s", headers.get("origin"))
             self._respond(403, "Forbidden", "Sec-Websocket-Version: 13\r\n")
+            return
+        if not self.ctx.admission.admit():
+            self._respond(503, "Service Unavailable")
             return
         codec, subprotocol = negotiate(target, headers.get("sec-websocket-protocol", ""))
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()

@@ -555,3 +555,27 @@ async def test_binary_publication_closes_json_subscriber_3506(relay: Any) -> Non
     assert (await proto_sub.push("pub", "bin"))["pub"]["data"] == b"\xff\x00binary"
     assert await json_sub.closed() == (3506, "inappropriate protocol")
     await proto_sub.close()
+
+
+async def test_connection_limits_answer_503(server_factory: Any) -> None:
+    base = make_config()
+    cfg = replace(base, client=replace(base.client, connection_limit=2))
+    async with server_factory(cfg) as srv:
+        kept = [await connected(srv, False, f"u{i}") for i in range(2)]
+        with pytest.raises(websockets.InvalidStatus) as exc:
+            await websockets.connect(srv.ws_url)
+        assert exc.value.response.status_code == 503
+        assert "presence_stats" in await kept[0].call("presence_stats", {"channel": "x"})
+        for c in kept:
+            await c.close()
+    cfg = replace(base, client=replace(base.client, connection_rate_limit=1))
+    async with server_factory(cfg) as srv:
+        statuses = []
+        for _ in range(4):
+            try:
+                ws = await websockets.connect(srv.ws_url)
+                statuses.append(101)
+                await ws.close()
+            except websockets.InvalidStatus as err:
+                statuses.append(err.response.status_code)
+        assert 101 in statuses and 503 in statuses
