@@ -353,6 +353,7 @@ def _require_channel(req: Request) -> str:
 
 
 Method = Callable[[Request], Awaitable[Result]]
+_ChannelMemo = dict[str, tuple["ChannelOptions", PublishOptions]]
 
 
 class Executor:
@@ -714,9 +715,10 @@ class Executor:
         started = time.monotonic()
         items: list[tuple[str, Publication, PublishOptions]] = []
         slots: list[int] = []
+        memo: _ChannelMemo = {}
         for i, req in run:
             try:
-                items.append(self._publish_item(req))
+                items.append(self._publish_item(req, memo))
                 slots.append(i)
             except ReplyError as exc:
                 node.metrics.api_error("publish", str(exc.error.code))
@@ -731,18 +733,27 @@ class Executor:
         node.metrics.api_commands("publish", len(run), time.monotonic() - started)
         return {}
 
-    def _publish_item(self, req: Request) -> tuple[str, Publication, PublishOptions]:
-        """Validate one publish request into an engine item (same checks as ``publish``)."""
+    def _publish_item(
+        self, req: Request, memo: _ChannelMemo
+    ) -> tuple[str, Publication, PublishOptions]:
+        """Validate one publish request into an engine item (same checks as ``publish``).
+
+        ``memo`` keeps each channel's options for the rest of the batch (a batch usually
+        repeats a few channels many times).
+        """
         node = self.node
         channel = _require_channel(req)
         data, data_json = _payload(req)
-        opts = node.rules.resolve(channel)
-        node.check_data_format(opts, data, data_json)
+        skip, key = bool(req.get("skip_history", False)), str(req.get("idempotency_key", ""))
+        known = memo.get(channel) if not (skip or key) else None
+        if known is None:
+            opts = node.rules.resolve(channel)
+            known = (opts, node.publish_options(opts, skip, key))
+            if not (skip or key):
+                memo[channel] = known
+        node.check_data_format(known[0], data, data_json)
         pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
-        popts = node.publish_options(
-            opts, bool(req.get("skip_history", False)), str(req.get("idempotency_key", ""))
-        )
-        return channel, pub, popts
+        return channel, pub, known[1]
 
     async def _batch_one(self, command: Request | None) -> Result:
         """One (decoded) batch element: ``null`` -> 107, no known method -> 104."""
