@@ -260,3 +260,13 @@ def event_loop_policy(request: pytest.FixtureRequest) -> Any:
     import asyncio
 
     return asyncio.DefaultEventLoopPolicy()
+
+
+#: Tests that time real processes or a real browser on a small shared machine: one retry.
+_TIMED_DIRS = ("tests/cluster/", "tests/e2e/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(part in item.nodeid for part in _TIMED_DIRS):
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=1))

@@ -343,13 +343,14 @@ async def test_expired_token_returns_to_login(srv: ServerHandle, page: Any) -> N
     await page.evaluate("t => localStorage.setItem('token', t)", expired)
     await page.reload()
     await page.locator("#login-view").wait_for(state="visible")
-    assert "expired" in str(await page.locator("#login-error").text_content())
+    # the message arrives with the answer to the token check: wait for it
+    await page.locator("#login-error", has_text="expired").wait_for(state="visible")
     # a session that expires while the status page polls goes back to login as well
     await log_in(page, srv.http_url)
     await page.locator("#status-view").wait_for(state="visible")
     await page.evaluate("t => localStorage.setItem('token', t)", expired)
     await page.locator("#login-view").wait_for(state="visible")
-    assert await page.evaluate("localStorage.getItem('token')") is None
+    await page.wait_for_function("localStorage.getItem('token') === null")
 
 
 async def test_logout(srv: ServerHandle, page: Any) -> None:
