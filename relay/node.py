@@ -257,21 +257,3 @@ class Node:
             if client is not None:
                 client.stream_lost(channel)
 
-    def worker_lost(self, worker: int) -> None:
-        """A worker restarted (or a link lost messages): its shards' streams are gone.
-
-        Positioned subscriptions on channels it owns get insufficient state (the client
-        resubscribes and learns ``recovered: false``); interest is registered again.
-        """
-        engine = self.engine
-        owner_of = getattr(engine, "shards", None)
-        if owner_of is None:
-            return
-        restarted = getattr(engine, "worker_restarted", None)
-        if restarted is not None:
-            restarted(worker)
-        for channel in self.hub.channels():
-            if owner_of.owner(channel) != worker:
-                continue
-            self._streams_lost(channel)
-            asyncio.get_running_loop().create_task(engine.subscribe(channel))

@@ -130,7 +130,9 @@ class RelayServer:
         """The front restarted ``worker``: fence its old life, resync its channels."""
         if self.bus is not None:
             self.bus.peer_restarted(worker, generation)
-        self.node.worker_lost(worker)
+        restarted = getattr(self.engine, "worker_restarted", None)  # the sharded engine
+        if restarted is not None:
+            restarted(worker)
 
     async def _run_housekeeping(self) -> None:
         presence_due = time.monotonic() + self.config.client.presence_update_interval

@@ -39,8 +39,6 @@ class LinkOwner(Protocol):
 
     def local_survey(self, op: str) -> Any: ...
 
-    def worker_lost(self, worker: int) -> None: ...
-
 
 class ClusterLink(Protocol):
     async def attach(self, owner: LinkOwner) -> None: ...
@@ -63,7 +61,6 @@ class BusLink:
     async def attach(self, owner: LinkOwner) -> None:
         self.bus.on("control", lambda _s, op, req: owner.apply_control(op, req))
         self.bus.serve("survey", lambda _s, op: owner.local_survey(op))
-        self.bus.on_gap = owner.worker_lost
 
     def broadcast(self, op: str, req: dict[str, Any]) -> None:
         self.bus.cast_all("control", op, req)

@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,6 +36,13 @@ from relay.protocol.messages import (
 )
 
 __all__ = ["ShardedEngine", "PublishItem"]
+
+
+def _notify(handler: EventHandler, hook: str, channels: list[str]) -> None:
+    """Call an optional handler hook (``handle_broker_lost`` / ``_resubscribed``)."""
+    method = getattr(handler, hook, None)
+    if method is not None:
+        method(channels)
 
 log = logging.getLogger("relay.engine")
 
@@ -69,11 +77,13 @@ class ShardedEngine:
         self._handler: EventHandler | None = None
         self._interest: dict[str, set[int]] = defaultdict(set)
         self._presence_from: dict[str, dict[str, int]] = defaultdict(dict)
+        self._subscribed: set[str] = set()  # channels this worker has local subscribers in
         local.set_event_handler(_OwnerEvents(self))
         self._register()
 
     def _register(self) -> None:
         bus = self.bus
+        bus.on_gap = self.worker_restarted
         bus.on("pub", self._on_pub)
         bus.on("join", lambda _s, ch, info: self._deliver(ch, "join", info))
         bus.on("leave", lambda _s, ch, info: self._deliver(ch, "leave", info))
@@ -149,13 +159,32 @@ class ShardedEngine:
                 del self._presence_from[channel]
 
     def worker_restarted(self, worker: int) -> None:
-        """Forget what ``worker``'s previous life registered with the shards owned here."""
+        """``worker`` restarted (or its link lost messages): its shards' streams are gone.
+
+        Owner side: forget what its previous life registered here. Subscriber side: as
+        with a broker that lost PUB/SUB, tell the handler which channels lost their
+        stream, register interest with the new owner, then tell it they are back (the
+        node makes positioned subscriptions resync: they learn ``recovered: false``).
+        """
         for channel in list(self._interest):
             self._on_interest(worker, channel, False)
         for channel, entries in list(self._presence_from.items()):
             for client, sender in list(entries.items()):
                 if sender == worker:
                     self._on_presence_remove(worker, channel, client, "")
+        lost = [ch for ch in self._subscribed if self.shards.owner(ch) == worker]
+        if lost and self._handler is not None:
+            _notify(self._handler, "handle_broker_lost", lost)
+            asyncio.get_running_loop().create_task(self._resubscribe(lost))
+
+    async def _resubscribe(self, channels: list[str]) -> None:
+        for channel in channels:
+            try:
+                await self.subscribe(channel)
+            except ReplyError:
+                log.warning("interest in %s not registered again", channel)
+        if self._handler is not None:
+            _notify(self._handler, "handle_broker_resubscribed", channels)
 
     # ---- engine interface ----------------------------------------------------------------
     async def _call(self, channel: str, op: str, *args: Any) -> Any:
@@ -205,6 +234,7 @@ class ShardedEngine:
     async def subscribe(self, channel: str) -> None:
         """Register interest and wait for the owner's ack: once a subscribe is answered,
         every later publication reaches this worker (as a broker SUBSCRIBE does)."""
+        self._subscribed.add(channel)
         owner = self.shards.owner(channel)
         if owner == self.bus.id:
             self._on_interest(owner, channel, True)
@@ -212,6 +242,7 @@ class ShardedEngine:
         await self._call(channel, "interest", True)
 
     async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
         self.bus.cast(self.shards.owner(channel), "interest", channel, False)
 
     async def history(
