@@ -29,6 +29,7 @@ test: install lint
 	RELAY_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration -x
 
 lint: install
+	$(BIN)/ruff format --check relay tests scripts $(wildcard bench)
 	$(BIN)/ruff check relay tests scripts $(wildcard bench)
 	$(BIN)/mypy relay
 

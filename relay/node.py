@@ -256,4 +256,3 @@ class Node:
             client = self.clients.get(sub.uid)
             if client is not None:
                 client.stream_lost(channel)
-

@@ -44,6 +44,7 @@ def _notify(handler: EventHandler, hook: str, channels: list[str]) -> None:
     if method is not None:
         method(channels)
 
+
 log = logging.getLogger("relay.engine")
 
 PublishItem = tuple[str, Publication, PublishOptions]
