@@ -2,87 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import API_KEY, token
+from tests.integration.wsutil import RawClient
 
 
-class WSClient:
-    """A JSON-protocol client: commands out, every reply/push collected in ``inbox``."""
+class WSClient(RawClient):
+    """A JSON-protocol ``RawClient`` that logs in with a token when opened."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-        self._ids = 0
-        self.client_id = ""
+    client_id = ""
 
     @classmethod
-    async def connect(cls, url: str, user: str = "42", **claims: Any) -> WSClient:
+    async def login(cls, url: str, user: str = "42", **claims: Any) -> WSClient:
         """Open, send ``connect`` with a token for ``user`` and wait for the reply."""
         client = cls(await websockets.connect(url))
-        reply = await client.command({"connect": {"token": token(user, **claims)}})
+        reply = await client.connect(token=token(user, **claims))
         assert "connect" in reply, reply
         client.client_id = reply["connect"]["client"]
         return client
 
     async def command(self, body: dict[str, Any], timeout: float = 3.0) -> dict[str, Any]:
-        """Send one command and return its reply."""
-        self._ids += 1
-        cmd_id = self._ids
-        await self.ws.send(json.dumps({"id": cmd_id, **body}))
-        return await self.expect(lambda m: m.get("id") == cmd_id, timeout)
+        """Send one command (``{"<method>": {...}}``) and return its reply."""
+        ((method, params),) = body.items()
+        return await self.call(method, params, timeout)
 
     async def subscribe(self, channel: str) -> dict[str, Any]:
-        reply = await self.command({"subscribe": {"channel": channel}})
+        reply = await self.call("subscribe", {"channel": channel})
         assert "subscribe" in reply, reply
         return reply
-
-    async def _read(self, timeout: float) -> None:
-        msg = await asyncio.wait_for(self.ws.recv(), timeout)
-        assert isinstance(msg, str)
-        self.inbox.extend(json.loads(line) for line in msg.split("\n") if line)
-
-    async def expect(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 3.0) -> Any:
-        """Wait for (and remove) the first message matching ``pred``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for i, m in enumerate(self.inbox):
-                if pred(m):
-                    return self.inbox.pop(i)
-            left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError(f"no matching message; inbox={self.inbox}")
-            await self._read(left)
-
-    async def push(self, kind: str, channel: str | None = None, timeout: float = 3.0) -> Any:
-        """The next push of ``kind`` (``pub``, ``subscribe``, ``unsubscribe``, ...)."""
-
-        def pred(m: dict[str, Any]) -> bool:
-            p = m.get("push")
-            return bool(p) and kind in p and (channel is None or p.get("channel") == channel)
-
-        return (await self.expect(pred, timeout))["push"]
-
-    async def closed(self, timeout: float = 3.0) -> tuple[int | None, str]:
-        """Read until the server closes; return (code, reason)."""
-        try:
-            while True:
-                await self._read(timeout)
-        except websockets.ConnectionClosed:
-            pass
-        return self.ws.close_code, self.ws.close_reason or ""
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 class API:

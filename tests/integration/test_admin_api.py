@@ -325,7 +325,7 @@ async def test_stats_requires_a_token_and_counts(srv: ServerHandle) -> None:
             assert (r.status, await r.read()) == (401, b"")
         token = await get_token(http, srv.http_url)
         hdrs = {"Authorization": f"token {token}"}
-        client = await WSClient.connect(srv.ws_url, user="7")
+        client = await WSClient.login(srv.ws_url, user="7")
         try:
             await client.subscribe("chat:1")
             await admin_api(

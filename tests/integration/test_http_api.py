@@ -423,7 +423,7 @@ async def cent(relay: Any) -> Any:
 
 
 async def test_cent_publish_reaches_subscriber(relay: Any, cent: AsyncClient) -> None:
-    ws = await WSClient.connect(relay.ws_url)
+    ws = await WSClient.login(relay.ws_url)
     await ws.subscribe("chat:1")
     res = await cent.publish(PublishRequest(channel="chat:1", data={"text": "hi"}, tags={"a": "b"}))
     assert res.offset == 1 and res.epoch
@@ -434,7 +434,7 @@ async def test_cent_publish_reaches_subscriber(relay: Any, cent: AsyncClient) ->
 
 
 async def test_cent_broadcast(relay: Any, cent: AsyncClient) -> None:
-    ws = await WSClient.connect(relay.ws_url)
+    ws = await WSClient.login(relay.ws_url)
     await ws.subscribe("chat:1")
     await ws.subscribe("news")
     res = await cent.broadcast(BroadcastRequest(channels=["chat:1", "news", "nope:1"], data=[1]))
@@ -447,8 +447,8 @@ async def test_cent_broadcast(relay: Any, cent: AsyncClient) -> None:
 
 
 async def test_cent_presence_with_members(relay: Any, cent: AsyncClient) -> None:
-    a = await WSClient.connect(relay.ws_url, "42", info={"name": "a"})
-    b = await WSClient.connect(relay.ws_url, "43")
+    a = await WSClient.login(relay.ws_url, "42", info={"name": "a"})
+    b = await WSClient.login(relay.ws_url, "43")
     await a.subscribe("chat:1")
     await b.subscribe("chat:1")
     res = await cent.presence(PresenceRequest(channel="chat:1"))
@@ -480,7 +480,7 @@ async def test_cent_history_and_remove(relay: Any, cent: AsyncClient) -> None:
 
 
 async def test_cent_info_and_channels(relay: Any, cent: AsyncClient) -> None:
-    ws = await WSClient.connect(relay.ws_url)
+    ws = await WSClient.login(relay.ws_url)
     await ws.subscribe("chat:1")
     await ws.subscribe("chat:2")
     await ws.subscribe("news")
@@ -495,8 +495,8 @@ async def test_cent_info_and_channels(relay: Any, cent: AsyncClient) -> None:
 
 
 async def test_cent_subscribe_and_unsubscribe(relay: Any, cent: AsyncClient) -> None:
-    ws = await WSClient.connect(relay.ws_url, "42")
-    other = await WSClient.connect(relay.ws_url, "43")
+    ws = await WSClient.login(relay.ws_url, "42")
+    other = await WSClient.login(relay.ws_url, "43")
     await cent.subscribe(
         SubscribeRequest(
             user="42",
@@ -522,8 +522,8 @@ async def test_cent_subscribe_and_unsubscribe(relay: Any, cent: AsyncClient) -> 
 
 
 async def test_cent_subscribe_targets_one_client(relay: Any, cent: AsyncClient) -> None:
-    a = await WSClient.connect(relay.ws_url, "42")
-    b = await WSClient.connect(relay.ws_url, "42")
+    a = await WSClient.login(relay.ws_url, "42")
+    b = await WSClient.login(relay.ws_url, "42")
     await cent.subscribe(SubscribeRequest(user="42", channel="chat:s", client=b.client_id))
     push = await b.push("subscribe", "chat:s")
     assert push["subscribe"].get("recoverable") is True
@@ -534,9 +534,9 @@ async def test_cent_subscribe_targets_one_client(relay: Any, cent: AsyncClient) 
 
 
 async def test_cent_disconnect_default_custom_and_whitelist(relay: Any, cent: AsyncClient) -> None:
-    a = await WSClient.connect(relay.ws_url, "42")
-    b = await WSClient.connect(relay.ws_url, "42")
-    keep = await WSClient.connect(relay.ws_url, "42")
+    a = await WSClient.login(relay.ws_url, "42")
+    b = await WSClient.login(relay.ws_url, "42")
+    keep = await WSClient.login(relay.ws_url, "42")
     await cent.disconnect(
         DisconnectRequest(
             user="42", client=a.client_id, disconnect=Disconnect(code=4001, reason="bye")
@@ -551,7 +551,7 @@ async def test_cent_disconnect_default_custom_and_whitelist(relay: Any, cent: As
 
 
 async def test_cent_refresh(relay: Any, cent: AsyncClient) -> None:
-    ws = await WSClient.connect(relay.ws_url, "42")
+    ws = await WSClient.login(relay.ws_url, "42")
     await cent.refresh(RefreshRequest(user="42", expire_at=4102444800))
     push = await ws.push("refresh")
     assert push["refresh"]["expires"] is True
