@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,9 @@ from types import TracebackType
 
 import redis
 
-__all__ = ["RedisServer", "redis_available", "free_port"]
+from tests.procutil import free_port
+
+__all__ = ["RedisServer", "redis_available"]
 
 _BINARY = "redis-server"
 _PR_SET_PDEATHSIG = 1
@@ -37,12 +38,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 from relay.auth import encode_hmac_token
 from relay.cluster.shards import ShardMap
 from tests.integration.wsutil import RawClient
+from tests.procutil import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-secret"
@@ -44,13 +44,6 @@ CONFIG = {
         }
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def children(pid: int) -> dict[int, int]:
@@ -107,18 +100,6 @@ class Cluster:
         c = await RawClient.open(self.ws_url)
         await c.connect(token=encode_hmac_token({"sub": user}, SECRET))
         return c
-
-
-async def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"port {port} not open")
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
 from relay.auth import encode_hmac_token
-from tests.cluster.test_cluster import free_port, wait_port
 from tests.integration.wsutil import RawClient
+from tests.procutil import free_port, wait_port
 from tests.redis_server import RedisServer, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server not installed")

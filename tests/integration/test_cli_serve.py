@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,15 +17,9 @@ import pytest
 
 from relay.auth import encode_hmac_token
 from tests.integration.wsutil import RawClient
+from tests.procutil import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -74,19 +67,6 @@ def relay_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-
-
-async def wait_port(port: int, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"port {port} not open")
 
 
 async def test_serve_publish_and_sigterm(relay_process: Any) -> None:
