@@ -61,6 +61,7 @@ from relay.protocol import json_codec
 from relay.protocol.channels import Override, SubscribeFeatures
 from relay.protocol.codecs import Codec
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
+from relay.protocol.positions import DELIVER, GAP, next_publication
 from relay.protocol.recovery import recovered_publications
 from relay.protocol.session import CONNECTED, PONG, Session
 
@@ -243,13 +244,10 @@ class Client:
             self.disconnect(DISCONNECT_INAPPROPRIATE_PROTOCOL)
             return
         if sub.features.positioned and pub.offset:
-            if epoch and sub.epoch and epoch != sub.epoch:
-                self._insufficient_state(sub)  # the stream was reset: never a silent gap
-                return
-            if pub.offset <= sub.offset:
-                return
-            if pub.offset != sub.offset + 1:
-                self._insufficient_state(sub)
+            verdict = next_publication(sub.offset, sub.epoch, pub.offset, epoch)
+            if verdict is not DELIVER:
+                if verdict is GAP:
+                    self._insufficient_state(sub)  # never a silent gap
                 return
             sub.offset = pub.offset
         self.transport.write_message(payload)  # hot path: one call less than _write_push
