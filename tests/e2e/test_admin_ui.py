@@ -201,7 +201,7 @@ async def test_login_and_live_status(
 ) -> None:
     await logged_in(page, srv.http_url)
     await wait_metric(page, "clients", lambda v: v == 0, 5)
-    client = await WSClient.connect(srv.ws_url, user="7")
+    client = await WSClient.login(srv.ws_url, user="7")
     stop = asyncio.Event()
     publisher: asyncio.Task[int] | None = None
     try:
@@ -255,7 +255,7 @@ async def check_phone_layout(browser: Any, srv: ServerHandle) -> None:
 
 
 async def test_actions_match_the_api(srv: ServerHandle, page: Any, api: Callable[..., Any]) -> None:
-    client = await WSClient.connect(srv.ws_url, user="7")
+    client = await WSClient.login(srv.ws_url, user="7")
     try:
         await client.subscribe("chat:1")
         await logged_in(page, srv.http_url)
