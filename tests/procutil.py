@@ -6,7 +6,20 @@ import asyncio
 import socket
 import time
 
-__all__ = ["free_port", "wait_port"]
+__all__ = ["OPEN_CHANNELS", "free_port", "wait_port"]
+
+#: ``channel.without_namespace`` for process tests: everything allowed to clients,
+#: presence, and recoverable history.
+OPEN_CHANNELS = {
+    "allow_subscribe_for_client": True,
+    "allow_publish_for_client": True,
+    "allow_presence_for_client": True,
+    "allow_history_for_client": True,
+    "presence": True,
+    "history_size": 100,
+    "history_ttl": "300s",
+    "force_recovery": True,
+}
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 from relay.auth import encode_hmac_token
 from relay.cluster.shards import ShardMap
 from tests.integration.wsutil import RawClient
-from tests.procutil import free_port, wait_port
+from tests.procutil import OPEN_CHANNELS, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-secret"
@@ -31,18 +31,7 @@ CONFIG = {
     "http_api": {"key": KEY},
     "prometheus": {"enabled": True},
     "health": {"enabled": True},
-    "channel": {
-        "without_namespace": {
-            "allow_subscribe_for_client": True,
-            "allow_publish_for_client": True,
-            "allow_presence_for_client": True,
-            "allow_history_for_client": True,
-            "presence": True,
-            "history_size": 100,
-            "history_ttl": "300s",
-            "force_recovery": True,
-        }
-    },
+    "channel": {"without_namespace": OPEN_CHANNELS},
 }
 
 

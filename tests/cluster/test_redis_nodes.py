@@ -19,7 +19,7 @@ from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
 from relay.auth import encode_hmac_token
 from tests.integration.wsutil import RawClient
-from tests.procutil import free_port, wait_port
+from tests.procutil import OPEN_CHANNELS, free_port, wait_port
 from tests.redis_server import RedisServer, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server not installed")
@@ -36,16 +36,9 @@ def config(redis_url: str) -> dict[str, Any]:
         "http_api": {"key": KEY},
         "channel": {
             "without_namespace": {
-                "allow_subscribe_for_client": True,
-                "allow_publish_for_client": True,
-                "allow_presence_for_client": True,
-                "allow_history_for_client": True,
-                "presence": True,
+                **OPEN_CHANNELS,
                 "join_leave": True,
                 "force_push_join_leave": True,
-                "history_size": 100,
-                "history_ttl": "300s",
-                "force_recovery": True,
             }
         },
     }
