@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
-__all__ = ["OPEN_CHANNELS", "free_port", "wait_port"]
+import aiohttp
+
+from relay.auth import encode_hmac_token
+from tests.integration.wsutil import RawClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["OPEN_CHANNELS", "RelayEndpoints", "free_port", "spawn_relay", "wait_port"]
 
 #: ``channel.without_namespace`` for process tests: everything allowed to clients,
 #: presence, and recoverable history.
@@ -41,3 +53,41 @@ async def wait_port(port: int, timeout: float = 15.0) -> None:
         except OSError:
             await asyncio.sleep(0.05)
     raise TimeoutError(f"port {port} not open")
+
+
+def spawn_relay(config: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """``python -m relay -c CONFIG`` on 127.0.0.1:``port`` with ``workers`` workers."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "relay", "-c", str(config), "-p", str(port), "-a", "127.0.0.1",
+         "--workers", str(workers), "--log.level", "error"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+
+
+class RelayEndpoints:
+    """WebSocket and API access to a relay process on ``port``."""
+
+    port: int
+    api_key: str
+    secret: str
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    async def api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"http://127.0.0.1:{self.port}/api/{method}",
+                json=body,
+                headers={"X-API-Key": self.api_key},
+            ) as resp:
+                assert resp.status == 200
+                data: dict[str, Any] = await resp.json()
+                return data
+
+    async def client(self, user: str) -> RawClient:
+        """A JSON client connected as ``user``."""
+        c = await RawClient.open(self.ws_url)
+        await c.connect(token=encode_hmac_token({"sub": user}, self.secret))
+        return c

@@ -7,12 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,10 +18,8 @@ from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
 from relay.auth import encode_hmac_token
 from relay.cluster.shards import ShardMap
-from tests.integration.wsutil import RawClient
-from tests.procutil import OPEN_CHANNELS, free_port, wait_port
+from tests.procutil import OPEN_CHANNELS, RelayEndpoints, free_port, spawn_relay, wait_port
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-secret"
 KEY = "cluster-key"
 CONFIG = {
@@ -62,33 +58,16 @@ def alive(pid: int) -> bool:
 
 
 @dataclass
-class Cluster:
+class Cluster(RelayEndpoints):
     proc: subprocess.Popen[bytes]
     port: int
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/connection/websocket"
-
-    async def api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"http://127.0.0.1:{self.port}/api/{method}",
-                json=body,
-                headers={"X-API-Key": KEY},
-            ) as resp:
-                data: dict[str, Any] = await resp.json()
-                return data
+    api_key = KEY
+    secret = SECRET
 
     async def metrics(self) -> str:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
                 return await resp.text()
-
-    async def client(self, user: str) -> RawClient:
-        c = await RawClient.open(self.ws_url)
-        await c.connect(token=encode_hmac_token({"sub": user}, SECRET))
-        return c
 
 
 @pytest.fixture
@@ -96,12 +75,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(CONFIG))
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "relay", "-c", str(cfg), "-p", str(port), "-a", "127.0.0.1",
-         "--workers", "2", "--log.level", "error"],
-        env=env,
-    )  # fmt: skip
+    proc = spawn_relay(cfg, port, workers=2)
     try:
         await wait_port(port)
         deadline = time.monotonic() + 10

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
 from relay.auth import encode_hmac_token
-from tests.integration.wsutil import RawClient
-from tests.procutil import OPEN_CHANNELS, free_port, wait_port
+from tests.procutil import OPEN_CHANNELS, RelayEndpoints, free_port, spawn_relay, wait_port
 from tests.redis_server import RedisServer, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server not installed")
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "redis-secret"
 KEY = "redis-key"
 
@@ -44,7 +39,10 @@ def config(redis_url: str) -> dict[str, Any]:
     }
 
 
-class Node:
+class Node(RelayEndpoints):
+    api_key = KEY
+    secret = SECRET
+
     def __init__(self, cfg_path: Path, workers: int = 1) -> None:
         self.cfg_path = cfg_path
         self.workers = workers
@@ -52,12 +50,7 @@ class Node:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "-c", str(self.cfg_path), "-p", str(self.port),
-             "-a", "127.0.0.1", "--workers", str(self.workers), "--log.level", "error"],
-            env=env,
-        )  # fmt: skip
+        self.proc = spawn_relay(self.cfg_path, self.port, self.workers)
         await wait_port(self.port)
         await asyncio.sleep(0.5)  # control channels subscribed, first heartbeat out
 
@@ -69,25 +62,6 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/connection/websocket"
-
-    async def api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"http://127.0.0.1:{self.port}/api/{method}", json=body,
-                headers={"X-API-Key": KEY},
-            ) as resp:  # fmt: skip
-                assert resp.status == 200
-                data: dict[str, Any] = await resp.json()
-                return data
-
-    async def client(self, user: str) -> RawClient:
-        c = await RawClient.open(self.ws_url)
-        await c.connect(token=encode_hmac_token({"sub": user}, SECRET))
-        return c
 
 
 @pytest.fixture
