@@ -30,6 +30,7 @@ from relay.transports.websocket import Gateway, GatewayContext
 
 if TYPE_CHECKING:
     from relay.cluster.bus import Bus
+    from relay.engines.sharded import ShardedEngine
 
 __all__ = ["RelayServer"]
 
@@ -46,6 +47,7 @@ class RelayServer:
         node_uid = cluster.node_uid if cluster is not None else str(uuid.uuid4())
         worker_key = f"{node_uid}.{cluster.id if cluster is not None else 0}"
         self.bus: Bus | None = None  # ZeroMQ links when this node runs several workers
+        self.sharded: ShardedEngine | None = None
         self.link: ClusterLink | None = None
         self.engine = self._build_engine(config, cluster, worker_key)
         self.node = Node(config, self.engine, self.metrics)
@@ -114,7 +116,8 @@ class RelayServer:
         self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
         self.bus.peer_generation = list(cluster.peer_generations)
         self.link = BusLink(self.bus)
-        return ShardedEngine(self.bus, memory)
+        self.sharded = ShardedEngine(self.bus, memory)
+        return self.sharded
 
     async def adopt(self, sock: socket.socket) -> None:
         """Serve a connection accepted by the front process."""
@@ -130,9 +133,8 @@ class RelayServer:
         """The front restarted ``worker``: fence its old life, resync its channels."""
         if self.bus is not None:
             self.bus.peer_restarted(worker, generation)
-        restarted = getattr(self.engine, "worker_restarted", None)  # the sharded engine
-        if restarted is not None:
-            restarted(worker)
+        if self.sharded is not None:
+            self.sharded.worker_restarted(worker)
 
     async def _run_housekeeping(self) -> None:
         presence_due = time.monotonic() + self.config.client.presence_update_interval
