@@ -43,6 +43,14 @@ from relay.errors import (
     ReplyError,
 )
 from relay.protocol import json_codec
+from relay.protocol.api_requests import (
+    PublishRequest,
+    decode_batch_envelope,
+    decode_publish_command_fast,
+    decode_publish_fast,
+    publish_request,
+    raw_data,
+)
 from relay.protocol.channels import Override
 from relay.protocol.glob import compile_glob
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
@@ -52,7 +60,15 @@ if TYPE_CHECKING:
     from relay.config import ChannelOptions
     from relay.node import Node
 
-__all__ = ["Executor", "SCHEMAS", "METHODS", "decode_request", "error_dict"]
+__all__ = [
+    "Executor",
+    "SCHEMAS",
+    "METHODS",
+    "decode_body",
+    "decode_request",
+    "error_dict",
+    "load_json",
+]
 
 log = logging.getLogger("relay.api")
 
@@ -144,12 +160,48 @@ _INT_BOUNDS = {
 _ABSENT = object()
 
 
-def decode_request(method: str, body: Any) -> Request:
-    """Check ``body`` against the schema of ``method``; raise ``DecodeError`` if it fails."""
+def load_json(body: bytes) -> Any:
+    """Parse a request body strictly (no NaN/Infinity); ``ValueError`` if it is not JSON."""
+    return json.loads(body.decode("utf-8", errors="replace"), parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def decode_body(method: str, body: bytes) -> Any:
+    """The request of ``method`` from its HTTP body: ``ValueError``/``DecodeError`` -> 400.
+
+    Canonical publish and batch bodies are decoded by msgspec (``api_requests``); the rest,
+    and any batch element that is not a canonical publish, by the exact decoder below.
+    """
+    if method == "publish":
+        fast = decode_publish_fast(body)
+        if fast is not None:
+            return fast
+    elif method == "batch":
+        envelope = decode_batch_envelope(body)
+        if envelope is not None:
+            commands = [
+                decode_publish_command_fast(item) or _to_command(load_json(bytes(item)))
+                for item in envelope.commands
+            ]
+            return {"commands": commands, "parallel": envelope.parallel}
+    return decode_request(method, load_json(body))
+
+
+def decode_request(method: str, body: Any) -> Any:
+    """Check ``body`` against the schema of ``method``; raise ``DecodeError`` if it fails.
+
+    A normalized dict with canonical keys, or a ``PublishRequest`` for ``publish``.
+    """
     schema = SCHEMAS.get(method)
     if schema is None:
         raise DecodeError(f"unknown method {method!r}")
-    return _decode_object(schema, body)
+    params = _decode_object(schema, body)
+    if method == "publish":
+        return publish_request(params, _raw(params["data"]) if "data" in params else None)
+    return params
 
 
 def _decode_object(schema: dict[str, Spec], value: Any) -> Request:
@@ -169,9 +221,6 @@ def _decode_object(schema: dict[str, Spec], value: Any) -> Request:
             out[name] = converted
     return out
 
-
-#: Publish requests made only of these keys are already valid (``data`` is any JSON).
-_SIMPLE_PUBLISH = frozenset({"channel", "data"})
 
 _LOWERED: dict[int, dict[str, str]] = {}
 
@@ -230,23 +279,22 @@ def _to_map_str(value: Any) -> dict[str, str]:
     return {k: "" if v is None else _to_str(v) for k, v in value.items()}
 
 
-def _to_commands(value: Any) -> list[Request | None]:
+#: A decoded batch element: a publish, another command ``{method: params}``, or ``null``.
+BatchCommand = PublishRequest | Request | None
+
+
+def _to_commands(value: Any) -> list[BatchCommand]:
     _check(isinstance(value, list), "list")
     return [_to_command(v) for v in value]
 
 
-def _to_command(value: Any) -> Request | None:
+def _to_command(value: Any) -> BatchCommand:
+    """One batch element; ``publish`` comes first in Centrifugo's lookup order."""
     if value is None:
         return None
-    if type(value) is dict and len(value) == 1:
-        params = value.get("publish")
-        if (
-            type(params) is dict
-            and params.keys() <= _SIMPLE_PUBLISH
-            and type(params.get("channel")) is str
-        ):
-            return value  # the common batch item needs no conversion
-    return _decode_object(_COMMAND_SCHEMA, value)
+    command = _decode_object(_COMMAND_SCHEMA, value)
+    publish: PublishRequest | None = command.get("publish")
+    return publish if publish is not None else command
 
 
 def _method_converter(method: str) -> Callable[[Any], Request]:
@@ -287,18 +335,29 @@ def _json_value(data: bytes) -> Any:
         raise ReplyError(ERROR_INTERNAL) from exc
 
 
+def _b64_payload(b64: str) -> tuple[bytes, bool]:
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ReplyError(ERROR_BAD_REQUEST) from exc
+    return data, json_codec.is_json(data)
+
+
 def _payload(req: Request) -> tuple[bytes, bool]:
     """Publication data and whether it is JSON: ``b64data`` wins when non-empty (107 if bad)."""
     b64 = req.get("b64data", "")
     if b64:
-        try:
-            data = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ReplyError(ERROR_BAD_REQUEST) from exc
-        return data, json_codec.is_json(data)
+        return _b64_payload(b64)
     if "data" in req:
         return _raw(req["data"]), True
     return b"", True
+
+
+def _publish_payload(req: PublishRequest) -> tuple[bytes, bool]:
+    """As ``_payload``, for a typed publish request (raw ``data`` kept as sent)."""
+    if req.b64data:
+        return _b64_payload(req.b64data)
+    return raw_data(req), True
 
 
 def _client_info(info: ClientInfo) -> Result:
@@ -352,7 +411,9 @@ def _require_channel(req: Request) -> str:
     return str(channel)
 
 
-Method = Callable[[Request], Awaitable[Result]]
+_NO_REPLY: Result = {}
+#: A method takes its decoded request: a normalized dict, or a ``PublishRequest``.
+Method = Callable[[Any], Awaitable[Result]]
 _ChannelMemo = dict[str, tuple["ChannelOptions", PublishOptions]]
 
 
@@ -410,18 +471,24 @@ class Executor:
             metrics.api_command(method, time.monotonic() - started, protocol)
 
     @staticmethod
-    def _decode(method: str, req: Any) -> Request:
+    def _decode(method: str, req: Any) -> Any:
         try:
             return decode_request(method, req)
         except DecodeError as exc:
             raise ReplyError(ERROR_BAD_REQUEST) from exc
 
     # ---- publishing -------------------------------------------------------------------
-    async def publish(self, req: Request) -> Result:
+    async def publish(self, req: PublishRequest) -> Result:
         """Publish into one channel: ``{"offset", "epoch"}`` (both omitted without history)."""
-        channel = _require_channel(req)
-        data, data_json = _payload(req)
-        return await self._publish_one(channel, data, data_json, req)
+        if not req.channel:
+            raise ReplyError(ERROR_BAD_REQUEST)
+        data, data_json = _publish_payload(req)
+        node = self.node
+        opts = node.rules.resolve(req.channel)
+        node.check_data_format(opts, data, data_json)
+        pub = Publication(data=data, tags=req.tags or None, data_json=data_json)
+        sp = await self._publish(req.channel, pub, opts, req.skip_history, req.idempotency_key)
+        return _position(sp)
 
     async def _publish_one(
         self, channel: str, data: bytes, data_json: bool, req: Request
@@ -430,18 +497,20 @@ class Executor:
         opts = node.rules.resolve(channel)
         node.check_data_format(opts, data, data_json)
         pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
+        skip = bool(req.get("skip_history", False))
+        sp = await self._publish(channel, pub, opts, skip, str(req.get("idempotency_key", "")))
+        return _position(sp)
+
+    async def _publish(
+        self, channel: str, pub: Publication, opts: ChannelOptions, skip: bool, key: str
+    ) -> StreamPosition:
         try:
-            sp = await node.publish(
-                channel,
-                pub,
-                opts,
-                skip_history=bool(req.get("skip_history", False)),
-                idempotency_key=str(req.get("idempotency_key", "")),
+            return await self.node.publish(
+                channel, pub, opts, skip_history=skip, idempotency_key=key
             )
         except Exception as exc:
             log.error("publish to %s failed: %r", channel, exc)
             raise ReplyError(ERROR_INTERNAL) from exc
-        return _position(sp)
 
     async def broadcast(self, req: Request) -> Result:
         """Publish into many channels concurrently; per-channel responses in request order."""
@@ -660,7 +729,7 @@ class Executor:
     async def _batch_request(self, req: Request) -> Result:
         return await self.batch(req.get("commands") or [], bool(req.get("parallel", False)))
 
-    async def batch(self, commands: list[Request | None], parallel: bool = False) -> Result:
+    async def batch(self, commands: list[BatchCommand], parallel: bool = False) -> Result:
         """``{"replies": [...]}`` in command order (``{}`` for no commands).
 
         ``commands`` are as ``decode_request("batch", ...)`` leaves them.
@@ -671,13 +740,12 @@ class Executor:
         """
         if not commands:
             return {}
-        replies: list[Result] = [{} for _ in commands]
-        run: list[tuple[int, Request]] = []
+        replies: list[Result] = [_NO_REPLY] * len(commands)  # every slot is replaced
+        run: list[tuple[int, PublishRequest]] = []
         others: list[int] = []
         for i, command in enumerate(commands):
-            publish = self._batch_publish_params(command)
-            if publish is not None:
-                run.append((i, publish))
+            if type(command) is PublishRequest:
+                run.append((i, command))
                 continue
             if parallel:
                 others.append(i)
@@ -698,16 +766,8 @@ class Executor:
             await self._flush_publishes(run, replies)
         return {"replies": replies}
 
-    @staticmethod
-    def _batch_publish_params(command: Request | None) -> Request | None:
-        """The params of a (decoded) ``{"publish": {...}}`` batch item, else None."""
-        if command is None or len(command) != 1:
-            return None
-        params: Request | None = command.get("publish")
-        return params
-
     async def _flush_publishes(
-        self, run: list[tuple[int, Request]], replies: list[Result]
+        self, run: list[tuple[int, PublishRequest]], replies: list[Result]
     ) -> Result:
         if not run:
             return {}
@@ -716,50 +776,70 @@ class Executor:
         items: list[tuple[str, Publication, PublishOptions]] = []
         slots: list[int] = []
         memo: _ChannelMemo = {}
+        check_data_format = node.check_data_format
         for i, req in run:
+            known = memo.get(req.channel)
+            if known is None or req.b64data or req.skip_history or req.idempotency_key:
+                try:
+                    items.append(self._publish_item(req, memo))
+                    slots.append(i)
+                except ReplyError as exc:
+                    node.metrics.api_error("publish", str(exc.error.code))
+                    replies[i] = {"error": error_dict(exc.error)}
+                continue
+            # The common item (a channel seen before in this batch, raw JSON data): the
+            # same checks as _publish_item, inline.
+            data = raw_data(req)
             try:
-                items.append(self._publish_item(req, memo))
-                slots.append(i)
+                check_data_format(known[0], data, True)
             except ReplyError as exc:
                 node.metrics.api_error("publish", str(exc.error.code))
                 replies[i] = {"error": error_dict(exc.error)}
+                continue
+            items.append((req.channel, Publication(data, None, 0, req.tags or None), known[1]))
+            slots.append(i)
         outcomes = await node.publish_many(items) if items else []
         for i, outcome in zip(slots, outcomes, strict=True):
             if isinstance(outcome, ReplyError):
                 node.metrics.api_error("publish", str(outcome.error.code))
                 replies[i] = {"error": error_dict(outcome.error)}
-            else:
-                replies[i] = {"publish": _position(outcome[0])}
+                continue
+            offset, epoch = outcome[0]
+            position = {"offset": offset, "epoch": epoch} if offset and epoch else None
+            replies[i] = {"publish": position or _position(outcome[0])}
         node.metrics.api_commands("publish", len(run), time.monotonic() - started)
         return {}
 
     def _publish_item(
-        self, req: Request, memo: _ChannelMemo
+        self, req: PublishRequest, memo: _ChannelMemo
     ) -> tuple[str, Publication, PublishOptions]:
         """Validate one publish request into an engine item (same checks as ``publish``).
 
         ``memo`` keeps each channel's options for the rest of the batch (a batch usually
         repeats a few channels many times).
         """
-        node = self.node
-        channel = _require_channel(req)
-        data, data_json = _payload(req)
-        skip, key = bool(req.get("skip_history", False)), str(req.get("idempotency_key", ""))
+        channel = req.channel
+        if not channel:
+            raise ReplyError(ERROR_BAD_REQUEST)
+        data, data_json = _publish_payload(req)
+        skip, key = req.skip_history, req.idempotency_key
         known = memo.get(channel) if not (skip or key) else None
         if known is None:
+            node = self.node
             opts = node.rules.resolve(channel)
             known = (opts, node.publish_options(opts, skip, key))
             if not (skip or key):
                 memo[channel] = known
-        node.check_data_format(known[0], data, data_json)
-        pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
-        return channel, pub, known[1]
+        self.node.check_data_format(known[0], data, data_json)
+        return channel, Publication(data, None, 0, req.tags or None, 0, data_json), known[1]
 
-    async def _batch_one(self, command: Request | None) -> Result:
+    async def _batch_one(self, command: BatchCommand) -> Result:
         """One (decoded) batch element: ``null`` -> 107, no known method -> 104."""
         try:
             if command is None:
                 raise ReplyError(ERROR_BAD_REQUEST)
+            if isinstance(command, PublishRequest):
+                return {"publish": await self.call("publish", command, decoded=True)}
             method = next((m for m in METHODS if m in command), None)
             if method is None:
                 raise ReplyError(API_ERROR_NOT_FOUND)

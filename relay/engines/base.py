@@ -71,7 +71,10 @@ class Broker(Protocol):
     async def publish_many(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
     ) -> list[tuple[StreamPosition, bool] | ReplyError]:
-        """Publish a batch in order; per-item failures are returned, not raised."""
+        """Publish a batch in order; per-item failures are returned, not raised.
+
+        The engine takes ownership of the ``Publication`` objects (it may store them).
+        """
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         """Deliver a join event to the channel's subscribers."""

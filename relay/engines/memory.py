@@ -126,13 +126,40 @@ class MemoryEngine:
     def publish_many_sync(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
     ) -> list[tuple[StreamPosition, bool] | ReplyError]:
-        """A batch of publishes, in order; per-item errors are returned, not raised."""
+        """A batch of publishes, in order; per-item errors are returned, not raised.
+
+        The batch takes ownership of its ``Publication`` objects (they go into the
+        streams as they are). One clock reading and one stream lookup per channel serve
+        the whole batch: the loop below is the batch path's hot loop.
+        """
+        now = self._clock()
+        handler = self._handler
+        streams: dict[str, _Stream] = {}
         out: list[tuple[StreamPosition, bool] | ReplyError] = []
+        append = out.append
         for channel, pub, opts in items:
-            try:
-                out.append(self.publish_sync(channel, pub, opts))
-            except ReplyError as exc:
-                out.append(exc)
+            size = opts.history_size
+            if opts.idempotency_key or size <= 0 or opts.history_ttl <= 0:
+                try:
+                    append(self.publish_sync(channel, pub, opts))
+                except ReplyError as exc:
+                    append(exc)
+                continue
+            stream = streams.get(channel)
+            if stream is None:
+                stream = streams[channel] = self._stream(channel, now, opts.history_meta_ttl)
+                if stream.items and stream.items_expire <= now:
+                    stream.items.clear()
+                stream.items_expire = now + opts.history_ttl
+            top = pub.offset = stream.top = stream.top + 1
+            queue = stream.items
+            queue.append(pub)
+            while len(queue) > size:
+                queue.popleft()
+            sp = StreamPosition(top, stream.epoch)
+            if handler is not None:
+                handler.handle_publication(channel, pub, sp)
+            append((sp, False))
         return out
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:

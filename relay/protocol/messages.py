@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["ClientInfo", "Publication", "StreamPosition", "HistoryFilter", "HistoryResult"]
 
@@ -56,9 +57,9 @@ class Publication:
         return d
 
 
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
-    """A position in a channel's history stream: top offset and epoch."""
+class StreamPosition(NamedTuple):
+    """A position in a channel's history stream: top offset and epoch (a tuple: one is
+    made per publication, and a tuple is the cheapest immutable value to build)."""
 
     offset: int
     epoch: str

@@ -38,8 +38,9 @@ from cent import (
 from cent.dto import BoolValue, Disconnect
 
 from relay.config import EndpointConfig, HTTPAPIConfig
-from tests.conftest import API_KEY, make_config
+from tests.conftest import API_KEY, make_config, token
 from tests.integration.conftest import API, WSClient
+from tests.integration.wsutil import RawClient
 
 BATCH_E7 = [
     None,
@@ -221,6 +222,16 @@ async def test_unknown_method_is_404(api: API, path: str) -> None:
         ("/subscribe", '{"user":"42","channel":"x","override":{"presence":{"value":1}}}'),
         ("/batch", '{"commands":[{"publish":{"channel":5}}]}'),
         ("/batch", '{"commands":[5]}'),
+        ("/publish", '{"channel":"chat:1","data":1,"version":18446744073709551616}'),
+        (
+            "/batch",
+            '{"commands":[{"publish":{"channel":"chat:1","version":18446744073709551616}}]}',
+        ),
+        (
+            "/batch",
+            '{"commands":[{"publish":{"channel":"chat:1","data":1}},{"Publish":{"tags":1}}]}',
+        ),
+        ("/batch", '{"commands":[{"publish":{"channel":"chat:1","data":1}}], "parallel":1}'),
     ],
 )
 async def test_undecodable_body_is_400(api: API, path: str, body: str) -> None:
@@ -234,6 +245,40 @@ async def test_field_names_are_case_insensitive_and_unknown_ignored(api: API) ->
     assert body["result"]["offset"] == 1
     body = await api.call("info", None)  # a null body counts as {}
     assert body["result"]["nodes"][0]["num_clients"] == 0
+
+
+RAW_DATA = b'{"a": 1,\n "b":[1.50, 1E5, "\\u00e9\\/"],\t"c":\r\n2}'
+
+
+@pytest.mark.parametrize("path", ["publish", "batch"])
+async def test_api_data_passes_through_as_sent(relay: Any, api: API, path: str) -> None:
+    """As Centrifugo 6.9.1 does: the bytes of ``data`` as sent, newlines removed."""
+    ws = await RawClient.open(relay.ws_url, protobuf=True)
+    await ws.connect(token=token("42"))
+    await ws.call("subscribe", {"channel": "chat:raw"})
+    publish = b'{"channel":"chat:raw","data":' + RAW_DATA + b"}"
+    body = publish if path == "publish" else b'{"commands":[{"publish":' + publish + b"}]}"
+    status, _, _ = await api.raw("/" + path, body)
+    assert status == 200
+    push = await ws.push("pub", "chat:raw")
+    assert push["pub"]["data"] == RAW_DATA.replace(b"\n", b"")
+    await ws.close()
+
+
+async def test_batch_of_canonical_and_other_spellings(relay: Any, api: API) -> None:
+    """Items the typed decoder does not take go through the exact decoder, in order."""
+    body = (
+        b'{"commands":[{"publish":{"channel":"chat:5","data":{"n": 1}}},'
+        b'{"Publish":{"Channel":"chat:5","data":{"n": 2}}},'
+        b'{"publish":{"channel":"chat:5","data":{"n":3},"tags":null}},'
+        b'{"history":{"channel":"chat:5","limit":-1}}]}'
+    )
+    status, data, _ = await api.raw("/batch", body)
+    assert status == 200
+    replies = json.loads(data)["replies"]
+    assert [r["publish"]["offset"] for r in replies[:3]] == [1, 2, 3]
+    pubs = replies[3]["history"]["publications"]
+    assert [p["data"] for p in pubs] == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
 async def test_info_shape(api: API, relay: Any) -> None:
