@@ -5,6 +5,10 @@ inbox; each link therefore keeps order. On top of it:
 
 * ``cast(to, op, *args)`` — a one-way message; ``request(to, op, *args)`` — awaits the
   answer of the handler registered with ``serve(op, ...)``;
+* ``queue(to, op, item)`` — one item of a message that collects every item queued for
+  ``to`` in this loop turn: the handler gets ``(sender, items)`` once. Queued items
+  leave before any later ``cast`` or ``request`` on the same link, so order per link
+  is kept (a fan-out of 500 publications is one message, not 500);
 * no silent loss: sends never block the loop (``NOBLOCK``); at the high-water mark the
   message waits in a per-link backlog that is retried, and both events are counted.
   Every message carries a per-link sequence number and the generation of the sender
@@ -69,6 +73,8 @@ class Bus:
         self._seq_out = [0] * workers
         self._seq_in: dict[tuple[int, int], int] = {}
         self._backlog: list[deque[bytes]] = [deque() for _ in range(workers)]
+        self._outbox: list[tuple[str, list[Any]] | None] = [None] * workers
+        self._outbox_flush: asyncio.Handle | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._ctx: zmq.Context[Any] | None = None
         self._pull: zmq.Socket[Any] | None = None
@@ -102,6 +108,8 @@ class Bus:
             self._fd = -1
         if self._retry is not None:
             self._retry.cancel()
+        if self._outbox_flush is not None:
+            self._outbox_flush.cancel()
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(BusError("bus closed"))
@@ -123,6 +131,7 @@ class Bus:
         """The supervisor says ``worker`` runs again as ``generation``."""
         self.peer_generation[worker] = generation
         self._backlog[worker].clear()
+        self._outbox[worker] = None
         for req_id, (future, to) in list(self._pending.items()):
             if to == worker:
                 del self._pending[req_id]
@@ -130,7 +139,35 @@ class Bus:
                     future.set_exception(BusError(f"worker {worker} restarted"))
 
     # ---- sending ----------------------------------------------------------------------
+    def queue(self, to: int, op: str, item: Any) -> None:
+        """Add ``item`` to this turn's ``op`` message for ``to`` (see the module doc)."""
+        pending = self._outbox[to]
+        if pending is not None and pending[0] != op:
+            self._flush_outbox_to(to)
+            pending = None
+        if pending is None:
+            self._outbox[to] = (op, [item])
+            if self._outbox_flush is None:
+                assert self._loop is not None
+                self._outbox_flush = self._loop.call_soon(self._flush_outbox)
+        else:
+            pending[1].append(item)
+
+    def _flush_outbox(self) -> None:
+        self._outbox_flush = None
+        for to in range(self.workers):
+            if self._outbox[to] is not None:
+                self._flush_outbox_to(to)
+
+    def _flush_outbox_to(self, to: int) -> None:
+        pending = self._outbox[to]
+        self._outbox[to] = None
+        if pending is not None:
+            self.cast(to, pending[0], pending[1])
+
     def cast(self, to: int, op: str, *args: Any) -> None:
+        if self._outbox[to] is not None:
+            self._flush_outbox_to(to)
         if to == self.id:
             self._dispatch(self.id, op, args)
             return
@@ -151,17 +188,25 @@ class Bus:
         if to == self.id:
             result = self._servers[op](self.id, *args)
             return await result if inspect.isawaitable(result) else result
-        assert self._loop is not None
+        return await self.wait(self.request_nowait(to, op, *args), op, to, timeout)
+
+    def request_nowait(self, to: int, op: str, *args: Any) -> asyncio.Future[Any]:
+        """Send a request to another worker now; ``wait`` for its answer later (so the
+        caller can work while the peer does)."""
+        assert self._loop is not None and to != self.id
         req_id = next(self._ids)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[req_id] = (future, to)
+        future.add_done_callback(lambda _f: self._pending.pop(req_id, None))
         self.cast(to, REQUEST, req_id, op, args)
+        return future
+
+    @staticmethod
+    async def wait(future: asyncio.Future[Any], op: str, to: int, timeout: float) -> Any:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise BusError(f"request {op} to worker {to} timed out") from None
-        finally:
-            self._pending.pop(req_id, None)
 
     def _send(self, to: int, frame: bytes) -> None:
         backlog = self._backlog[to]

@@ -10,6 +10,9 @@ Rules:
 
 * Only the owner changes a stream or presence; others ask it.
 * A batch of publishes crosses the bus as one message per owner (``publish_many``).
+* Events for another worker (publications, joins, leaves) are queued on the bus: all
+  that one loop turn emits for a worker leave as one message, in order.
+* Everything crosses as plain tuples (``engines/wire.py``), which pickle in C.
 * When a worker restarts, owners forget its interest and presence entries; its own
   streams start over on a new epoch, which subscribers detect (recovered: false).
 """
@@ -26,6 +29,16 @@ from relay.cluster.bus import Bus, BusError
 from relay.cluster.shards import ShardMap
 from relay.engines.base import EventHandler, PublishOptions
 from relay.engines.memory import MemoryEngine
+from relay.engines.wire import (
+    info_from_wire,
+    info_to_wire,
+    items_from_wire,
+    items_to_wire,
+    outcomes_from_wire,
+    outcomes_to_wire,
+    pub_from_wire,
+    pub_to_wire,
+)
 from relay.errors import ERROR_INTERNAL, ReplyError
 from relay.protocol.messages import (
     ClientInfo,
@@ -85,20 +98,45 @@ class ShardedEngine:
     def _register(self) -> None:
         bus = self.bus
         bus.on_gap = self.worker_restarted
-        bus.on("pub", self._on_pub)
-        bus.on("join", lambda _s, ch, info: self._deliver(ch, "join", info))
-        bus.on("leave", lambda _s, ch, info: self._deliver(ch, "leave", info))
+        bus.on("events", self._on_events)
         bus.on("interest", self._on_interest)
         bus.serve("interest", self._on_interest)
-        bus.serve("presence_add", self._on_presence_add)
+        bus.serve("presence_add", self._serve_presence_add)
         bus.on("presence_remove", self._on_presence_remove)
-        bus.on("emit_join", lambda _s, ch, kind, info: self.emit(ch, kind, info))
-        bus.serve("publish", lambda _s, ch, pub, opts: self.local.publish_sync(ch, pub, opts))
-        bus.serve("publish_many", lambda _s, items: self.local.publish_many_sync(items))
-        bus.serve("history", lambda _s, ch, flt, ttl: self.local.history_sync(ch, flt, ttl))
+        bus.on("emit_join", self._on_emit_join)
+        bus.serve("publish", self._serve_publish)
+        bus.serve("publish_many", self._serve_publish_many)
+        bus.serve("history", self._serve_history)
         bus.serve("remove_history", lambda _s, ch: self.local.remove_history(ch))
-        bus.serve("presence", lambda _s, ch: self.local.presence(ch))
+        bus.serve("presence", self._serve_presence)
         bus.serve("presence_stats", lambda _s, ch: self.local.presence_stats(ch))
+
+    # ---- owner side: requests from other workers ----------------------------------------
+    def _serve_publish(
+        self, _sender: int, channel: str, pub: Any, opts: PublishOptions
+    ) -> tuple[int, str, bool]:
+        sp, dup = self.local.publish_sync(channel, pub_from_wire(pub), opts)
+        return sp.offset, sp.epoch, dup
+
+    def _serve_publish_many(self, _sender: int, wire: Any) -> list[Any]:
+        return outcomes_to_wire(self.local.publish_many_sync(items_from_wire(wire)))
+
+    def _serve_history(
+        self, _sender: int, channel: str, flt: HistoryFilter, meta_ttl: float
+    ) -> tuple[list[Any], int, str]:
+        result = self.local.history_sync(channel, flt, meta_ttl)
+        pubs = [pub_to_wire(p) for p in result.publications]
+        return pubs, result.position.offset, result.position.epoch
+
+    async def _serve_presence(self, _sender: int, channel: str) -> dict[str, Any]:
+        entries = await self.local.presence(channel)
+        return {client: info_to_wire(info) for client, info in entries.items()}
+
+    def _serve_presence_add(self, sender: int, channel: str, client: str, info: Any) -> None:
+        self._on_presence_add(sender, channel, client, info_from_wire(info))
+
+    def _on_emit_join(self, _sender: int, channel: str, kind: str, info: Any) -> None:
+        self.emit(channel, kind, info_from_wire(info))
 
     # ---- lifecycle --------------------------------------------------------------------
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -116,13 +154,20 @@ class ShardedEngine:
     # ---- owner side ---------------------------------------------------------------------
     def emit(self, channel: str, kind: str, *args: Any) -> None:
         """Owner: deliver an event once to every worker with local subscribers."""
-        for worker in tuple(self._interest.get(channel, ())):
+        workers = self._interest.get(channel)
+        if not workers:
+            return
+        wire: tuple[Any, ...] | None = None
+        for worker in tuple(workers):
             if worker == self.bus.id:
                 self._deliver(channel, kind, *args)
-            elif kind == "pub":
-                self.bus.cast(worker, "pub", channel, *args)
-            else:
-                self.bus.cast(worker, kind, channel, *args)
+                continue
+            if wire is None:
+                if kind == "pub":
+                    wire = (kind, channel, pub_to_wire(args[0]), args[1].offset, args[1].epoch)
+                else:
+                    wire = (kind, channel, info_to_wire(args[0]))
+            self.bus.queue(worker, "events", wire)
 
     def _deliver(self, channel: str, kind: str, *args: Any) -> None:
         handler = self._handler
@@ -135,8 +180,20 @@ class ShardedEngine:
         else:
             handler.handle_leave(channel, args[0])
 
-    def _on_pub(self, _sender: int, channel: str, pub: Publication, sp: StreamPosition) -> None:
-        self._deliver(channel, "pub", pub, sp)
+    def _on_events(self, _sender: int, events: list[tuple[Any, ...]]) -> None:
+        """Events an owner queued for this worker in one loop turn, in order."""
+        handler = self._handler
+        if handler is None:
+            return
+        for event in events:
+            kind, channel = event[0], event[1]
+            if kind == "pub":
+                sp = StreamPosition(event[3], event[4])
+                handler.handle_publication(channel, pub_from_wire(event[2]), sp)
+            elif kind == "join":
+                handler.handle_join(channel, info_from_wire(event[2]))
+            else:
+                handler.handle_leave(channel, info_from_wire(event[2]))
 
     def _on_interest(self, sender: int, channel: str, on: bool) -> None:
         workers = self._interest[channel]
@@ -201,8 +258,8 @@ class ShardedEngine:
     ) -> tuple[StreamPosition, bool]:
         if self.owns(channel):
             return self.local.publish_sync(channel, pub, opts)
-        result: tuple[StreamPosition, bool] = await self._call(channel, "publish", pub, opts)
-        return result
+        offset, epoch, dup = await self._call(channel, "publish", pub_to_wire(pub), opts)
+        return StreamPosition(offset, epoch), dup
 
     async def publish_many(self, items: Sequence[PublishItem]) -> list[PublishOutcome]:
         """Publish a batch: one bus message per owning worker, order kept per channel."""
@@ -210,27 +267,34 @@ class ShardedEngine:
         for i, (channel, _, _) in enumerate(items):
             by_owner[self.shards.owner(channel)].append(i)
         out: list[PublishOutcome] = [ReplyError(ERROR_INTERNAL)] * len(items)
-        for owner, indexes in by_owner.items():
-            part = [items[i] for i in indexes]
+        bus = self.bus
+        # Other owners get their parts first and work on them while this worker does its own.
+        remote = {
+            owner: bus.request_nowait(owner, "publish_many", items_to_wire([items[i] for i in part]))
+            for owner, part in by_owner.items()
+            if owner != bus.id
+        }
+        local = by_owner.get(bus.id)
+        if local:
+            results = self.local.publish_many_sync([items[i] for i in local])
+            for i, res in zip(local, results, strict=True):
+                out[i] = res
+        for owner, future in remote.items():
             try:
-                if owner == self.bus.id:
-                    results = self.local.publish_many_sync(part)
-                else:
-                    results = await self.bus.request(
-                        owner, "publish_many", part, timeout=self.timeout
-                    )
+                wire = await bus.wait(future, "publish_many", owner, self.timeout)
             except BusError as exc:
                 log.warning("batch publish to worker %s failed: %s", owner, exc)
                 continue
-            for i, res in zip(indexes, results, strict=True):
+            for i, res in zip(by_owner[owner], outcomes_from_wire(wire), strict=True):
                 out[i] = res
         return out
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
-        self.bus.cast(self.shards.owner(channel), "emit_join", channel, "join", info)
+        self.bus.cast(self.shards.owner(channel), "emit_join", channel, "join", info_to_wire(info))
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
-        self.bus.cast(self.shards.owner(channel), "emit_join", channel, "leave", info)
+        wire = info_to_wire(info)
+        self.bus.cast(self.shards.owner(channel), "emit_join", channel, "leave", wire)
 
     async def subscribe(self, channel: str) -> None:
         """Register interest and wait for the owner's ack: once a subscribe is answered,
@@ -251,8 +315,8 @@ class ShardedEngine:
     ) -> HistoryResult:
         if self.owns(channel):
             return self.local.history_sync(channel, flt, meta_ttl)
-        result: HistoryResult = await self._call(channel, "history", flt, meta_ttl)
-        return result
+        pubs, offset, epoch = await self._call(channel, "history", flt, meta_ttl)
+        return HistoryResult([pub_from_wire(p) for p in pubs], StreamPosition(offset, epoch))
 
     async def remove_history(self, channel: str) -> None:
         await self._call(channel, "remove_history")
@@ -263,14 +327,14 @@ class ShardedEngine:
         if owner == self.bus.id:
             self._on_presence_add(owner, channel, client_id, info)
             return
-        await self._call(channel, "presence_add", client_id, info)
+        await self._call(channel, "presence_add", client_id, info_to_wire(info))
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
         self.bus.cast(self.shards.owner(channel), "presence_remove", channel, client_id, user)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        result: dict[str, ClientInfo] = await self._call(channel, "presence")
-        return result
+        entries: dict[str, Any] = await self._call(channel, "presence")
+        return {client: info_from_wire(info) for client, info in entries.items()}
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         result: tuple[int, int] = await self._call(channel, "presence_stats")
