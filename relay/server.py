@@ -46,7 +46,7 @@ class RelayServer:
         self.metrics = Metrics()
         node_uid = cluster.node_uid if cluster is not None else str(uuid.uuid4())
         worker_key = f"{node_uid}.{cluster.id if cluster is not None else 0}"
-        self.bus: Bus | None = None  # ZeroMQ links when this node runs several workers
+        self.bus: Bus | None = None  # links to the other workers when there are several
         self.sharded: ShardedEngine | None = None
         self.link: ClusterLink | None = None
         self.engine = self._build_engine(config, cluster, worker_key)
@@ -71,7 +71,7 @@ class RelayServer:
         """
         loop = asyncio.get_running_loop()
         if self.bus is not None:
-            self.bus.start()
+            await self.bus.start()
         await self.engine.start()
         if self.link is not None:
             await self.node.attach_link(self.link)
@@ -110,10 +110,11 @@ class RelayServer:
         memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
         if cluster is None or cluster.workers <= 1:
             return memory
-        from relay.cluster.bus import Bus  # zmq only where there are peers
+        from relay.cluster.bus import Bus
         from relay.engines.sharded import ShardedEngine
 
-        self.bus = Bus(cluster.id, cluster.workers, cluster.ipc_dir, cluster.generation)
+        links = {peer: socket.socket(fileno=fd) for peer, fd in cluster.links}
+        self.bus = Bus(cluster.id, cluster.workers, links, cluster.generation)
         self.bus.peer_generation = list(cluster.peer_generations)
         self.link = BusLink(self.bus)
         self.sharded = ShardedEngine(self.bus, memory)
@@ -129,12 +130,20 @@ class RelayServer:
             log.info("could not adopt a connection: %s", exc)
             sock.close()
 
-    def worker_restarted(self, worker: int, generation: int) -> None:
-        """The front restarted ``worker``: fence its old life, resync its channels."""
-        if self.bus is not None:
-            self.bus.peer_restarted(worker, generation)
+    def worker_restarted(
+        self, worker: int, generation: int, link: socket.socket | None = None
+    ) -> None:
+        """The front restarted ``worker`` (``link``: the new socket to it): fence its old
+        life, resync its channels."""
+        bus = self.bus
+        if bus is not None:
+            bus.peer_restarted(worker, generation)
         if self.sharded is not None:
             self.sharded.worker_restarted(worker)
+        if bus is not None and link is not None:
+            asyncio.get_running_loop().create_task(bus.attach(worker, link))
+        elif link is not None:
+            link.close()
 
     async def _run_housekeeping(self) -> None:
         presence_due = time.monotonic() + self.config.client.presence_update_interval

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import shutil
 import socket
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 
 from relay.auth import encode_hmac_token
+from relay.cluster.supervisor import mesh as supervisor_mesh
 from relay.cluster.worker import WorkerSpec
 from relay.config import (
     ChannelConfig,
@@ -148,18 +147,19 @@ class ServerHandle:
 class ClusterServer:
     """Several workers in one event loop behind a tiny front (round-robin hand-over).
 
-    The workers talk over the real ZeroMQ bus and shard channels exactly as separate
-    processes do; only the process boundary is missing (tests/cluster/ covers it).
+    The workers talk over the real bus (a socket pair per two workers, as the front
+    makes them) and shard channels exactly as separate processes do; only the process
+    boundary is missing (tests/cluster/ covers it).
     """
 
     def __init__(self, config: Config, workers: int) -> None:
-        self.ipc_dir = tempfile.mkdtemp(prefix="relay-test-ipc-")
         uid = str(uuid.uuid4())
+        mesh = [
+            tuple((peer, sock.detach()) for peer, sock in links.items())
+            for links in supervisor_mesh(workers)
+        ]
         self.workers = [
-            RelayServer(
-                config,
-                cluster=WorkerSpec(i, workers, self.ipc_dir, 0, (0,) * workers, uid),
-            )
+            RelayServer(config, cluster=WorkerSpec(i, workers, mesh[i], 0, (0,) * workers, uid))
             for i in range(workers)
         ]
         self.node = self.workers[0].node
@@ -193,10 +193,9 @@ class ClusterServer:
             self._listener = None
         for worker in self.workers:
             await worker.stop()
-        shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
-#: "single": one in-process worker; "workers2": two sharded workers (ZeroMQ bus).
+#: "single": one in-process worker; "workers2": two sharded workers (the real bus).
 MODES = os.environ.get("RELAY_TEST_MODES", "single,workers2").split(",")
 
 

@@ -1,7 +1,10 @@
-"""ZeroMQ links between the workers of one node (PUSH/PULL over ``ipc://``).
+"""The links between the workers of one node: one Unix stream socket per pair of workers.
 
-Every worker binds one PULL inbox and connects one PUSH socket to each other worker's
-inbox; each link therefore keeps order. On top of it:
+The front creates a socket pair for every two workers and hands each worker its ends
+(at spawn, and over the control socket when a peer is restarted). Each link is written
+and read by the worker's event loop directly, with a 4-byte length before each message;
+there is no broker and no I/O thread, so a message costs one write and one read
+(measured against ZeroMQ PUSH/PULL in docs/architecture.md). On top of it:
 
 * ``cast(to, op, *args)`` — a one-way message; ``request(to, op, *args)`` — awaits the
   answer of the handler registered with ``serve(op, ...)``;
@@ -9,14 +12,14 @@ inbox; each link therefore keeps order. On top of it:
   ``to`` in this loop turn: the handler gets ``(sender, items)`` once. Queued items
   leave before any later ``cast`` or ``request`` on the same link, so order per link
   is kept (a fan-out of 500 publications is one message, not 500);
-* no silent loss: sends never block the loop (``NOBLOCK``); at the high-water mark the
-  message waits in a per-link backlog that is retried, and both events are counted.
-  Every message carries a per-link sequence number and the generation of the sender
-  and of the worker it was meant for: a restarted worker drops messages addressed to
-  its previous life, and a gap on a link is reported to ``on_gap``.
+* no silent loss: a write never blocks the loop; what the kernel does not take waits in
+  the link's transport buffer (counted as ``backlogged``), and messages for a peer
+  whose new link has not arrived yet wait in a per-peer queue. Every message carries a
+  per-link sequence number and the generation of the sender and of the worker it was
+  meant for: a restarted worker drops messages addressed to its previous life, and a
+  gap on a link is reported to ``on_gap``.
 
-Messages are pickled: the links are private ``ipc://`` sockets in a directory only the
-node's own processes can reach.
+Messages are pickled: the links are socket pairs that only the node's own processes hold.
 """
 
 from __future__ import annotations
@@ -26,25 +29,53 @@ import inspect
 import itertools
 import logging
 import pickle
+import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-import zmq
-
-__all__ = ["Bus", "BusError", "inbox_address"]
+__all__ = ["Bus", "BusError"]
 
 log = logging.getLogger("relay.bus")
 
 REQUEST, RESPONSE = "__req__", "__res__"
+_HEADER = 4
+_MAX_MESSAGE = 2**31
 
 
 class BusError(Exception):
     """A request could not be answered (timeout, peer restarted, remote failure)."""
 
 
-def inbox_address(ipc_dir: str, worker: int) -> str:
-    return f"ipc://{ipc_dir}/worker-{worker}.sock"
+class _Link(asyncio.Protocol):
+    """One peer's stream: length-prefixed messages in, ``Bus._on_frame`` per message."""
+
+    def __init__(self, bus: Bus, peer: int) -> None:
+        self.bus = bus
+        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        pos, end = 0, len(buffer)
+        while end - pos >= _HEADER:
+            size = int.from_bytes(buffer[pos : pos + _HEADER], "big")
+            if end - pos - _HEADER < size:
+                break
+            start = pos + _HEADER
+            pos = start + size
+            self.bus.on_message(bytes(buffer[start:pos]))
+        if pos:
+            del buffer[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.bus.link_lost(self.peer, self)
 
 
 class Bus:
@@ -54,15 +85,12 @@ class Bus:
         self,
         worker_id: int,
         workers: int,
-        ipc_dir: str,
+        links: dict[int, socket.socket],
         generation: int = 0,
-        hwm: int = 100_000,
     ) -> None:
         self.id = worker_id
         self.workers = workers
-        self.ipc_dir = ipc_dir
         self.generation = generation
-        self.hwm = hwm
         self.peer_generation = [0] * workers
         self.counters = {"sent": 0, "received": 0, "backlogged": 0, "stale": 0, "gaps": 0}
         self.on_gap: Callable[[int], None] = lambda sender: None
@@ -72,51 +100,53 @@ class Bus:
         self._ids = itertools.count(1)
         self._seq_out = [0] * workers
         self._seq_in: dict[tuple[int, int], int] = {}
-        self._backlog: list[deque[bytes]] = [deque() for _ in range(workers)]
+        #: messages for a peer whose link is not attached yet (sent once it is)
+        self._waiting: list[deque[bytes]] = [deque() for _ in range(workers)]
         self._outbox: list[tuple[str, list[Any]] | None] = [None] * workers
         self._outbox_flush: asyncio.Handle | None = None
-        self._retry: asyncio.TimerHandle | None = None
-        self._ctx: zmq.Context[Any] | None = None
-        self._pull: zmq.Socket[Any] | None = None
-        self._push: list[zmq.Socket[Any] | None] = [None] * workers
+        self._initial = dict(links)
+        self._links: list[_Link | None] = [None] * workers
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._fd = -1
 
     # ---- lifecycle --------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._ctx = zmq.Context()
-        pull = self._pull = self._ctx.socket(zmq.PULL)
-        pull.setsockopt(zmq.RCVHWM, self.hwm)
-        pull.setsockopt(zmq.LINGER, 0)
-        pull.bind(inbox_address(self.ipc_dir, self.id))
-        for w in range(self.workers):
-            if w == self.id:
-                continue
-            push = self._ctx.socket(zmq.PUSH)
-            push.setsockopt(zmq.SNDHWM, self.hwm)
-            push.setsockopt(zmq.LINGER, 0)
-            push.connect(inbox_address(self.ipc_dir, w))
-            self._push[w] = push
-        self._fd = int(pull.getsockopt(zmq.FD))
-        self._loop.add_reader(self._fd, self._drain)
-        self._loop.call_soon(self._drain)
+        links, self._initial = self._initial, {}
+        for peer, sock in links.items():
+            await self.attach(peer, sock)
+
+    async def attach(self, peer: int, sock: socket.socket) -> None:
+        """Use ``sock`` as the link to ``peer`` (at start, or after the peer restarted)."""
+        assert self._loop is not None and peer != self.id
+        sock.setblocking(False)
+        old = self._links[peer]
+        if old is not None and old.transport is not None:
+            old.transport.abort()
+        _, link = await self._loop.connect_accepted_socket(lambda: _Link(self, peer), sock)
+        self._links[peer] = link
+        waiting = self._waiting[peer]
+        while waiting:
+            self._write(link, waiting.popleft())
+
+    def link_lost(self, peer: int, link: _Link) -> None:
+        if self._links[peer] is link:
+            self._links[peer] = None
+            self._waiting[peer].clear()  # addressed to a generation that is gone
 
     def close(self) -> None:
-        if self._loop is not None and self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            self._fd = -1
-        if self._retry is not None:
-            self._retry.cancel()
         if self._outbox_flush is not None:
             self._outbox_flush.cancel()
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(BusError("bus closed"))
         self._pending.clear()
-        if self._ctx is not None:
-            self._ctx.destroy(linger=0)
-            self._ctx = None
+        for i, link in enumerate(self._links):
+            if link is not None and link.transport is not None:
+                link.transport.abort()
+            self._links[i] = None
+        for sock in self._initial.values():
+            sock.close()
+        self._initial = {}
 
     # ---- registration -----------------------------------------------------------------
     def on(self, op: str, handler: Callable[..., Any]) -> None:
@@ -128,10 +158,15 @@ class Bus:
         self._servers[op] = handler
 
     def peer_restarted(self, worker: int, generation: int) -> None:
-        """The supervisor says ``worker`` runs again as ``generation``."""
+        """The supervisor says ``worker`` runs again as ``generation`` (its new link
+        follows through ``attach``)."""
         self.peer_generation[worker] = generation
-        self._backlog[worker].clear()
+        self._waiting[worker].clear()
         self._outbox[worker] = None
+        old = self._links[worker]
+        self._links[worker] = None  # until ``attach`` brings the new link, messages wait
+        if old is not None and old.transport is not None:
+            old.transport.abort()
         for req_id, (future, to) in list(self._pending.items()):
             if to == worker:
                 del self._pending[req_id]
@@ -209,52 +244,30 @@ class Bus:
             raise BusError(f"request {op} to worker {to} timed out") from None
 
     def _send(self, to: int, frame: bytes) -> None:
-        backlog = self._backlog[to]
-        if backlog:
-            backlog.append(frame)
-            return
-        push = self._push[to]
-        assert push is not None
-        try:
-            push.send(frame, zmq.NOBLOCK)
-            self.counters["sent"] += 1
-        except zmq.Again:
+        link = self._links[to]
+        if link is None or link.transport is None:
             self.counters["backlogged"] += 1
-            backlog.append(frame)
-            self._schedule_retry()
+            self._waiting[to].append(frame)
+            return
+        self._write(link, frame)
 
-    def _schedule_retry(self) -> None:
-        if self._retry is None and self._loop is not None:
-            self._retry = self._loop.call_later(0.001, self._flush_backlog)
-
-    def _flush_backlog(self) -> None:
-        self._retry = None
-        for to, backlog in enumerate(self._backlog):
-            push = self._push[to]
-            while backlog and push is not None:
-                try:
-                    push.send(backlog[0], zmq.NOBLOCK)
-                except zmq.Again:
-                    self._schedule_retry()
-                    break
-                backlog.popleft()
-                self.counters["sent"] += 1
+    def _write(self, link: _Link, frame: bytes) -> None:
+        transport = link.transport
+        assert transport is not None
+        if len(frame) >= _MAX_MESSAGE:
+            raise BusError("bus message too large")
+        transport.writelines((len(frame).to_bytes(_HEADER, "big"), frame))
+        self.counters["sent"] += 1
+        if transport.get_write_buffer_size():
+            self.counters["backlogged"] += 1
 
     # ---- receiving --------------------------------------------------------------------
-    def _drain(self) -> None:
-        pull = self._pull
-        if pull is None:
-            return
-        while int(pull.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            try:
-                frame = pull.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self.counters["received"] += 1
-            try:
-                self._on_frame(frame)
-            except Exception:
-                log.exception("bus message handling failed")
+    def on_message(self, frame: bytes) -> None:
+        self.counters["received"] += 1
+        try:
+            self._on_frame(frame)
+        except Exception:
+            log.exception("bus message handling failed")
 
     def _on_frame(self, frame: bytes) -> None:
         sender, sender_gen, target_gen, seq, op, args = pickle.loads(frame)

@@ -4,7 +4,7 @@ Two operations need every worker: *control* (server API subscribe, unsubscribe,
 disconnect, refresh of connections wherever they live) and *surveys* (``channels``,
 ``info``). Two links provide them:
 
-* ``BusLink`` — the workers of one node over the ZeroMQ bus (memory engine);
+* ``BusLink`` — the workers of one node over the bus (memory engine);
 * ``RedisLink`` — every worker of every node over Redis PUB/SUB (``engine.type: redis``):
   ``P.control`` reaches all, ``P.node.<worker>`` one worker. Each worker announces itself
   every 3 s; a peer not heard from for 7 s is dropped (Centrifugo's node heartbeat).
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:  # zmq is imported only by nodes that run several workers
+if TYPE_CHECKING:
     from relay.cluster.bus import Bus
 
 __all__ = ["ClusterLink", "LinkOwner", "BusLink", "RedisLink"]
@@ -53,7 +53,7 @@ class ClusterLink(Protocol):
 
 
 class BusLink:
-    """Control and surveys among the workers of one node (ZeroMQ)."""
+    """Control and surveys among the workers of one node (the bus)."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus

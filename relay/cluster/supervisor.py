@@ -2,13 +2,16 @@
 
 ``serve(config)`` is what ``relay --config FILE`` runs:
 
-1. bind the public port; prepare a private ``ipc://`` directory and the Prometheus
-   multiprocess directory (``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts);
+1. bind the public port; prepare a private directory (the pickled config) and the
+   Prometheus multiprocess directory (``PROMETHEUS_MULTIPROC_DIR`` is set before any
+   worker starts);
 2. spawn ``workers`` worker processes (``relay.cluster.worker``), each with one end of a
-   ``SOCK_SEQPACKET`` pair;
+   ``SOCK_SEQPACKET`` control pair and its ends of the worker links: one Unix stream
+   socket pair for every two workers (``cluster/bus.py``);
 3. accept connections and pass each one (SCM_RIGHTS) to the least-loaded worker, then
    close the front's copy: the front never reads a byte;
-4. restart a worker that dies (within a second), tell the others its new generation;
+4. restart a worker that dies (within a second), with new links to the live workers,
+   and tell each of them its new generation, handing over their end of the new link;
 5. on SIGTERM/SIGINT stop accepting, forward the signal, wait for the workers (they close
    their clients with 3001), kill stragglers after the shutdown timeout, clean up.
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 
 from relay.config import Config
 
-__all__ = ["Supervisor", "serve", "worker_count"]
+__all__ = ["Supervisor", "mesh", "serve", "worker_count"]
 
 log = logging.getLogger("relay.front")
 
@@ -68,9 +71,9 @@ class Supervisor:
         self.listener: socket.socket | None = None
         self.stopping = False
         self.exit_code = 0
-        self.ipc_dir = tempfile.mkdtemp(prefix="relay-ipc-")
+        self.run_dir = tempfile.mkdtemp(prefix="relay-run-")
         self.metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
-        self._config_path = os.path.join(self.ipc_dir, "config.pickle")
+        self._config_path = os.path.join(self.run_dir, "config.pickle")
         self._wake_r, self._wake_w = socket.socketpair()
 
     # ---- setup ----------------------------------------------------------------------------
@@ -91,23 +94,28 @@ class Supervisor:
         return port
 
     def _prepare(self) -> None:
-        os.chmod(self.ipc_dir, 0o700)
+        os.chmod(self.run_dir, 0o700)
         with open(self._config_path, "wb") as fh:
             pickle.dump(self.config, fh)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
 
-    def spawn(self, worker: Worker) -> None:
+    def spawn(self, worker: Worker, links: dict[int, socket.socket]) -> None:
+        """Start ``worker`` with ``links`` (peer -> its end of the link to that peer)."""
         front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         peers = ",".join(str(w.generation) for w in self.workers)
+        link_arg = ",".join(f"{peer}:{sock.fileno()}" for peer, sock in links.items())
         cmd = [
             sys.executable, "-m", "relay.cluster.worker",
-            "--id", str(worker.id), "--workers", str(self.n), "--ipc-dir", self.ipc_dir,
+            "--id", str(worker.id), "--workers", str(self.n), "--links", link_arg,
             "--generation", str(worker.generation), "--peers", peers,
             "--node-uid", self.node_uid, "--fd", str(worker_end.fileno()),
             "--config", self._config_path,
         ]  # fmt: skip
-        worker.proc = subprocess.Popen(cmd, pass_fds=(worker_end.fileno(),))
+        fds = (worker_end.fileno(), *(sock.fileno() for sock in links.values()))
+        worker.proc = subprocess.Popen(cmd, pass_fds=fds)
         worker_end.close()
+        for sock in links.values():
+            sock.close()
         front_end.setblocking(False)
         worker.ctrl = front_end
         worker.load = worker.handed = 0
@@ -121,8 +129,9 @@ class Supervisor:
         if self.listener is None:
             self.bind()
         self._prepare()
+        links = mesh(self.n)
         for worker in self.workers:
-            self.spawn(worker)
+            self.spawn(worker, links[worker.id])
         assert self.listener is not None
         self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self._wake_r.setblocking(False)
@@ -224,13 +233,20 @@ class Supervisor:
             if self.stopping:
                 continue
             worker.generation += 1
-            self.spawn(worker)
+            links: dict[int, socket.socket] = {}
             for other in self.workers:
-                if other is not worker and other.ctrl is not None:
-                    try:
-                        other.ctrl.send(b"R%d:%d" % (worker.id, worker.generation))
-                    except OSError:
-                        pass
+                if other is worker or other.ctrl is None:
+                    continue  # a dead peer gets its link to this worker when it restarts
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    notice = b"R%d:%d" % (worker.id, worker.generation)
+                    socket.send_fds(other.ctrl, [notice], [theirs.fileno()])
+                    links[other.id] = mine
+                except OSError:
+                    mine.close()
+                finally:
+                    theirs.close()
+            self.spawn(worker, links)
 
     def _shutdown(self) -> None:
         if self.listener is not None:
@@ -256,8 +272,17 @@ class Supervisor:
     def _cleanup(self) -> None:
         for worker in self.workers:
             self._detach(worker)
-        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def mesh(n: int) -> list[dict[int, socket.socket]]:
+    """One stream socket pair per two workers: ``mesh[i][j]`` is i's end of the i-j link."""
+    mesh: list[dict[int, socket.socket]] = [{} for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            mesh[i][j], mesh[j][i] = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return mesh
 
 
 def _mark_dead(pid: int) -> None:

@@ -4,7 +4,8 @@ Started by the front as ``python -m relay.cluster.worker --id I ...`` with one e
 ``SOCK_SEQPACKET`` socket pair (``--fd``). Messages on it:
 
 * front -> worker: ``b"A"`` with accepted connections attached (SCM_RIGHTS);
-  ``b"R<worker>:<generation>"`` when another worker was restarted;
+  ``b"R<worker>:<generation>"`` when another worker was restarted, with this worker's
+  end of the new link to it attached;
 * worker -> front: ``b"L<connections>"`` every 250 ms (the front balances on it).
 
 The worker exits when the front goes away (PR_SET_PDEATHSIG, plus a check of the
@@ -39,7 +40,8 @@ class WorkerSpec:
 
     id: int
     workers: int
-    ipc_dir: str
+    #: (peer worker, file descriptor of this worker's end of the link to it)
+    links: tuple[tuple[int, int], ...]
     generation: int
     peer_generations: tuple[int, ...]
     node_uid: str
@@ -94,12 +96,13 @@ class WorkerProcess:
                 log.error("front process is gone; shutting down")
                 self.stop.set()
                 return
-            for fd in fds:
-                sock = socket.socket(fileno=fd)
-                asyncio.get_running_loop().create_task(self.server.adopt(sock))
+            socks = [socket.socket(fileno=fd) for fd in fds]
             if msg.startswith(b"R"):
                 worker, generation = (int(x) for x in msg[1:].split(b":"))
-                self.server.worker_restarted(worker, generation)
+                link = socks.pop() if socks else None
+                self.server.worker_restarted(worker, generation, link)
+            for sock in socks:
+                asyncio.get_running_loop().create_task(self.server.adopt(sock))
 
     async def _report_load(self) -> None:
         while True:
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="relay-worker")
     parser.add_argument("--id", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
-    parser.add_argument("--ipc-dir", required=True)
+    parser.add_argument("--links", default="", help="peer:fd,... (this worker's link ends)")
     parser.add_argument("--generation", type=int, default=0)
     parser.add_argument("--peers", default="")
     parser.add_argument("--node-uid", required=True)
@@ -134,7 +137,10 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging(config.log.level, config.log.file)
     peers = tuple(int(x) for x in args.peers.split(",")) if args.peers else (0,) * args.workers
-    spec = WorkerSpec(args.id, args.workers, args.ipc_dir, args.generation, peers, args.node_uid)
+    links = tuple(
+        (int(peer), int(fd)) for peer, fd in (x.split(":") for x in args.links.split(",") if x)
+    )
+    spec = WorkerSpec(args.id, args.workers, links, args.generation, peers, args.node_uid)
     ctrl = socket.socket(fileno=args.fd)
     worker = WorkerProcess(spec, ctrl, config)
     try:

@@ -270,7 +270,9 @@ class ShardedEngine:
         bus = self.bus
         # Other owners get their parts first and work on them while this worker does its own.
         remote = {
-            owner: bus.request_nowait(owner, "publish_many", items_to_wire([items[i] for i in part]))
+            owner: bus.request_nowait(
+                owner, "publish_many", items_to_wire([items[i] for i in part])
+            )
             for owner, part in by_owner.items()
             if owner != bus.id
         }

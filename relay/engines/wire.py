@@ -85,12 +85,8 @@ def items_from_wire(wire: ItemsWire) -> list[PublishItem]:
 
 
 def outcomes_to_wire(outcomes: Sequence[PublishOutcome]) -> list[OutcomeWire]:
-    return [
-        o if isinstance(o, ReplyError) else (o[0].offset, o[0].epoch, o[1]) for o in outcomes
-    ]
+    return [o if isinstance(o, ReplyError) else (o[0].offset, o[0].epoch, o[1]) for o in outcomes]
 
 
 def outcomes_from_wire(wire: Sequence[Any]) -> list[PublishOutcome]:
-    return [
-        o if isinstance(o, ReplyError) else (StreamPosition(o[0], o[1]), o[2]) for o in wire
-    ]
+    return [o if isinstance(o, ReplyError) else (StreamPosition(o[0], o[1]), o[2]) for o in wire]

@@ -1,16 +1,16 @@
 """The sharded engine's wire tuples round-trip, and the bus keeps order per link.
 
-The bus test runs two real ``Bus`` ends over ZeroMQ ``ipc://`` in one event loop.
+The bus tests run two real ``Bus`` ends over a socket pair in one event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import pickle
-import tempfile
+import socket
 from typing import Any
 
-from relay.cluster.bus import Bus
+from relay.cluster.bus import Bus, BusError
 from relay.engines.base import PublishOptions
 from relay.engines.wire import (
     items_from_wire,
@@ -49,26 +49,76 @@ def test_outcomes_round_trip_with_errors() -> None:
     assert isinstance(back[1], ReplyError) and back[1].error.code == 100
 
 
+def _pair() -> tuple[Bus, Bus]:
+    a_end, b_end = socket.socketpair()
+    return Bus(0, 2, {1: a_end}), Bus(1, 2, {0: b_end})
+
+
 async def test_queued_items_leave_as_one_message_before_later_casts() -> None:
-    with tempfile.TemporaryDirectory() as ipc:
-        a, b = Bus(0, 2, ipc), Bus(1, 2, ipc)
-        got: list[Any] = []
-        done = asyncio.Event()
-        b.on("events", lambda sender, items: got.append(("events", sender, items)))
-        b.on("other", lambda sender, n: got.append(("other", sender, n)))
-        b.on("end", lambda sender: done.set())
-        a.start()
-        b.start()
-        try:
-            a.queue(1, "events", 1)
-            a.queue(1, "events", 2)
-            a.cast(1, "other", 3)  # flushes the queued items first
-            a.queue(1, "events", 4)
-            await asyncio.sleep(0)  # end of turn: the second message leaves
-            a.cast(1, "end")
-            await asyncio.wait_for(done.wait(), 5)
-        finally:
-            a.close()
-            b.close()
+    a, b = _pair()
+    got: list[Any] = []
+    done = asyncio.Event()
+    b.on("events", lambda sender, items: got.append(("events", sender, items)))
+    b.on("other", lambda sender, n: got.append(("other", sender, n)))
+    b.on("end", lambda sender: done.set())
+    await a.start()
+    await b.start()
+    try:
+        a.queue(1, "events", 1)
+        a.queue(1, "events", 2)
+        a.cast(1, "other", 3)  # flushes the queued items first
+        a.queue(1, "events", 4)
+        await asyncio.sleep(0)  # end of turn: the second message leaves
+        a.cast(1, "end")
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        a.close()
+        b.close()
     assert got == [("events", 0, [1, 2]), ("other", 0, 3), ("events", 0, [4])]
     assert b.counters["gaps"] == 0
+
+
+async def test_requests_large_messages_and_remote_errors() -> None:
+    a, b = _pair()
+    b.serve("echo", lambda sender, blob: (sender, len(blob), blob[-3:]))
+    b.serve("fail", lambda sender: 1 / 0)
+    await a.start()
+    await b.start()
+    try:
+        blob = b"x" * 5_000_000 + b"end"  # many socket reads for one message
+        assert await a.request(1, "echo", blob) == (0, len(blob), b"end")
+        try:
+            await a.request(1, "fail")
+        except ZeroDivisionError:
+            pass
+        else:
+            raise AssertionError("the remote exception must come back")
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_restarted_peer_gets_what_was_sent_before_its_link_arrived() -> None:
+    a, b = _pair()
+    await a.start()
+    await b.start()
+    b.close()  # b "dies"; a learns of b's new life before it has the new link
+    a.peer_restarted(1, 1)
+    a_end, b_end = socket.socketpair()
+    got: list[Any] = []
+    done = asyncio.Event()
+    b2 = Bus(1, 2, {0: b_end}, generation=1)
+    b2.on("hello", lambda sender, n: (got.append(n), done.set()))
+    a.cast(1, "hello", 7)  # waits in a's queue for the link
+    await b2.start()
+    await a.attach(1, a_end)
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        a.close()
+        b2.close()
+    assert got == [7]
+    try:
+        await a.request(1, "nothing", timeout=0.01)
+    except BusError:
+        pass
