@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import CaseMetrics, Target, percentile, tree_cpu
+from bench.common import CaseMetrics, Target, cpu_us_per, percentile, tree_cpu
 from bench.drivers import DriverPool, DriverSpec, local_addrs, split_round_robin
 from bench.fanout import TS_PLACEHOLDER, batch_template, post, session_for
 
@@ -74,8 +74,11 @@ async def run_case(target: Target, args: argparse.Namespace, subs: bool, rep: in
         "p99_ms": percentile(rtt, 99),
         "publishes_per_s": args.publishes * len(rtt) / (sum(rtt) / 1000),
         "server_cpu_pct": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "server_cpu_us_per_publish": cpu_us_per(cpu1[0] - cpu0[0], args.publishes * len(rtt)),
     }
     if pool is not None:
+        deliveries = per_sub * len(conns) * len(last)
+        out["server_cpu_us_per_delivery"] = cpu_us_per(cpu1[0] - cpu0[0], deliveries)
         out["last_delivery_p50_ms"] = percentile(last, 50)
         out["last_delivery_p99_ms"] = percentile(last, 99)
         out["deliveries_per_s"] = per_sub * len(conns) * len(last) / (sum(last) / 1000)

@@ -220,6 +220,11 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK
 
 
+def cpu_us_per(cpu_seconds: float, count: float) -> float:
+    """Server CPU time per unit of work (µs): the column every load scenario reports."""
+    return cpu_seconds * 1e6 / count if count else 0.0
+
+
 def tree_cpu(root: int | None) -> float:
     return sum(proc_cpu(p) for p in proc_tree(root)) if root else 0.0
 

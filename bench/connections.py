@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import time
 
-from bench.common import CaseMetrics, Target, percentile, tree_cpu, tree_mem
+from bench.common import CaseMetrics, Target, cpu_us_per, percentile, tree_cpu, tree_mem
 from bench.drivers import DriverPool, DriverSpec, local_addrs, split_round_robin
 
 
@@ -59,6 +59,7 @@ async def run_once(target: Target, args: argparse.Namespace, rep: int) -> CaseMe
         "connect_p50_ms": percentile(lat, 50),
         "connect_p99_ms": percentile(lat, 99),
         "server_cpu_pct": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "server_cpu_us_per_connect": cpu_us_per(cpu1[0] - cpu0[0], ok),
         "drivers_cpu_pct": 100 * (cpu1[1] - cpu0[1]) / wall,
     }
     if target.pid:

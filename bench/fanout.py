@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from bench.common import CaseMetrics, Target, percentile, tree_cpu
+from bench.common import CaseMetrics, Target, cpu_us_per, percentile, tree_cpu
 from bench.drivers import DriverPool, DriverSpec, latencies_us, local_addrs, split_round_robin
 
 TS_PLACEHOLDER = 7777777777777777777
@@ -109,6 +109,8 @@ async def run_case(target: Target, args: argparse.Namespace, case: str, rep: int
         "closed_conns": float(sum(s["closed"] for s in stats)),
         "wall_s": wall,
         "server_cpu_pct": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "server_cpu_us_per_delivery": cpu_us_per(cpu1[0] - cpu0[0], delivered),
+        "server_cpu_us_per_publish": cpu_us_per(cpu1[0] - cpu0[0], rounds * len(round_channels)),
         "drivers_cpu_pct": 100 * (cpu1[1] - cpu0[1]) / wall,
         "publisher_cpu_pct": 100 * (cpu1[2] - cpu0[2]) / wall,
     }

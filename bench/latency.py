@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from bench.common import CaseMetrics, Target, make_token, percentile, tree_cpu
+from bench.common import CaseMetrics, Target, cpu_us_per, make_token, percentile, tree_cpu
 from bench.wsclient import OP_BINARY, WSClient, open_ws
 from relay.fastpath import join_delimited, split_delimited
 from relay.protocol import protobuf_codec
@@ -148,8 +148,10 @@ async def run_once(target: Target, args: argparse.Namespace, rep: int) -> CaseMe
             "max_us": max(vals) if vals else 0.0,
             "count": float(len(vals)),
         }
+    commands = sum(len(rtt[op]) for op in OPS)
     out["cpu"] = {
         "server_cpu_pct": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "server_cpu_us_per_command": cpu_us_per(cpu1[0] - cpu0[0], commands),
         "driver_cpu_pct": 100 * (cpu1[1] - cpu0[1]) / wall,
     }
     return out

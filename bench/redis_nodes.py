@@ -41,6 +41,7 @@ from bench.common import (
     CaseMetrics,
     Target,
     aggregate,
+    cpu_us_per,
     make_config,
     markdown_table,
     percentile,
@@ -267,6 +268,8 @@ async def run_case(cl: Cluster, args: argparse.Namespace, case: str, rep: int) -
         "deliver_p99_ms": percentile(dl, 99) / 1000,
         "closed_conns": float(sum(s["closed"] for s in stats)),
         "server_cpu_pct": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "server_cpu_us_per_publish": cpu_us_per(cpu1[0] - cpu0[0], sent),
+        "server_cpu_us_per_delivery": cpu_us_per(cpu1[0] - cpu0[0], delivered),
         "redis_cpu_pct": 100 * (cpu1[1] - cpu0[1]) / wall,
         "drivers_cpu_pct": 100 * (cpu1[2] - cpu0[2]) / wall,
     }

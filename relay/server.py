@@ -19,7 +19,7 @@ from aiohttp import web
 from relay import fastpath
 from relay.api import Executor
 from relay.cluster.links import BusLink, ClusterLink, RedisLink
-from relay.cluster.worker import WorkerSpec
+from relay.cluster.spec import WorkerSpec
 from relay.config import Config
 from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from relay.auth import encode_hmac_token
+from relay.cluster.spec import WorkerSpec
 from relay.cluster.supervisor import mesh as supervisor_mesh
-from relay.cluster.worker import WorkerSpec
 from relay.config import (
     ChannelConfig,
     ChannelOptions,

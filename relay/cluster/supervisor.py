@@ -2,12 +2,13 @@
 
 ``serve(config)`` is what ``relay --config FILE`` runs:
 
-1. bind the public port; prepare a private directory (the pickled config) and the
-   Prometheus multiprocess directory (``PROMETHEUS_MULTIPROC_DIR`` is set before any
-   worker starts);
-2. spawn ``workers`` worker processes (``relay.cluster.worker``), each with one end of a
-   ``SOCK_SEQPACKET`` control pair and its ends of the worker links: one Unix stream
-   socket pair for every two workers (``cluster/bus.py``);
+1. bind the public port; prepare the Prometheus multiprocess directory
+   (``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts);
+2. import the worker's stack once, then fork ``workers`` worker processes
+   (``relay.cluster.worker``), each with one end of a ``SOCK_SEQPACKET`` control pair
+   and its ends of the worker links: one Unix stream socket pair for every two workers
+   (``cluster/bus.py``). Forking after the imports lets all workers share the pages of
+   the interpreter and its modules (measured in docs/architecture.md);
 3. accept connections and pass each one (SCM_RIGHTS) to the least-loaded worker, then
    close the front's copy: the front never reads a byte;
 4. restart a worker that dies (within a second), with new links to the live workers,
@@ -15,22 +16,24 @@
 5. on SIGTERM/SIGINT stop accepting, forward the signal, wait for the workers (they close
    their clients with 3001), kill stragglers after the shutdown timeout, clean up.
 
-The front imports neither aiohttp nor the protocol stack (a selector loop, no asyncio).
+The front runs a selector loop, no asyncio: it imports the worker's stack only so that
+its forks share it, and never runs any of it.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
-import pickle
 import selectors
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 
@@ -48,11 +51,49 @@ def worker_count(config: Config) -> int:
     return config.workers if config.workers > 0 else (os.cpu_count() or 1)
 
 
+class Forked:
+    """A forked worker process, with the part of ``subprocess.Popen`` the front uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"worker pid {self.pid} still running")
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Worker:
     id: int
     generation: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Forked | None = None
     ctrl: socket.socket | None = None
     load: int = 0
     handed: int = 0
@@ -71,9 +112,7 @@ class Supervisor:
         self.listener: socket.socket | None = None
         self.stopping = False
         self.exit_code = 0
-        self.run_dir = tempfile.mkdtemp(prefix="relay-run-")
         self.metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
-        self._config_path = os.path.join(self.run_dir, "config.pickle")
         self._wake_r, self._wake_w = socket.socketpair()
 
     # ---- setup ----------------------------------------------------------------------------
@@ -94,25 +133,31 @@ class Supervisor:
         return port
 
     def _prepare(self) -> None:
-        os.chmod(self.run_dir, 0o700)
-        with open(self._config_path, "wb") as fh:
-            pickle.dump(self.config, fh)
+        # prometheus_client reads this when it is imported: before the worker's stack.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
+        importlib.import_module("relay.server")
+        gc.freeze()  # what the forks share stays out of the collector (no copy-on-write)
 
     def spawn(self, worker: Worker, links: dict[int, socket.socket]) -> None:
-        """Start ``worker`` with ``links`` (peer -> its end of the link to that peer)."""
+        """Fork ``worker`` with ``links`` (peer -> its end of the link to that peer)."""
         front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        peers = ",".join(str(w.generation) for w in self.workers)
-        link_arg = ",".join(f"{peer}:{sock.fileno()}" for peer, sock in links.items())
-        cmd = [
-            sys.executable, "-m", "relay.cluster.worker",
-            "--id", str(worker.id), "--workers", str(self.n), "--links", link_arg,
-            "--generation", str(worker.generation), "--peers", peers,
-            "--node-uid", self.node_uid, "--fd", str(worker_end.fileno()),
-            "--config", self._config_path,
-        ]  # fmt: skip
-        fds = (worker_end.fileno(), *(sock.fileno() for sock in links.values()))
-        worker.proc = subprocess.Popen(cmd, pass_fds=fds)
+        spec_links = tuple((peer, sock.fileno()) for peer, sock in links.items())
+        peers = tuple(w.generation for w in self.workers)
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the front's code
+            code = 1
+            try:
+                _become_worker({worker_end.fileno(), *(fd for _, fd in spec_links)})
+                from relay.cluster.worker import WorkerSpec, run_worker
+
+                spec = WorkerSpec(worker.id, self.n, spec_links, worker.generation, peers,
+                                  self.node_uid)  # fmt: skip
+                code = run_worker(spec, worker_end.fileno(), self.config)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        worker.proc = Forked(pid)
         worker_end.close()
         for sock in links.values():
             sock.close()
@@ -121,8 +166,7 @@ class Supervisor:
         worker.load = worker.handed = 0
         worker.started_at = time.monotonic()
         self.sel.register(front_end, selectors.EVENT_READ, ("ctrl", worker))
-        log.info("worker %d started (pid %d, generation %d)", worker.id, worker.proc.pid,
-                 worker.generation)  # fmt: skip
+        log.info("worker %d started (pid %d, generation %d)", worker.id, pid, worker.generation)
 
     # ---- main loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -262,18 +306,35 @@ class Supervisor:
                 continue
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 log.error("worker %d did not stop in time: killed", worker.id)
                 worker.proc.kill()
-                worker.proc.wait()
+                worker.proc.wait(SHUTDOWN_CAP)
                 self.exit_code = 1
             _mark_dead(worker.proc.pid)
 
     def _cleanup(self) -> None:
         for worker in self.workers:
             self._detach(worker)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def _become_worker(keep: set[int]) -> None:
+    """In a fresh fork: drop the front's signal handling and every descriptor but ``keep``.
+
+    The front's objects stay referenced by the suspended frames of this process, so no
+    destructor of theirs ever runs on a descriptor number the worker reuses.
+    """
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def mesh(n: int) -> list[dict[int, socket.socket]]:

@@ -1,7 +1,7 @@
 """A worker process: one ``RelayServer`` serving the sockets the front hands over.
 
-Started by the front as ``python -m relay.cluster.worker --id I ...`` with one end of a
-``SOCK_SEQPACKET`` socket pair (``--fd``). Messages on it:
+Forked by the front (``run_worker``), named ``relay-worker-I`` (``/proc/PID/comm``), with
+one end of a ``SOCK_SEQPACKET`` socket pair to the front. Messages on it:
 
 * front -> worker: ``b"A"`` with accepted connections attached (SCM_RIGHTS);
   ``b"R<worker>:<generation>"`` when another worker was restarted, with this worker's
@@ -14,43 +14,32 @@ parent pid), so there are never orphans.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import gc
 import logging
 import os
-import pickle
 import signal
 import socket
-import sys
-from dataclasses import dataclass
 
-__all__ = ["WorkerSpec", "main"]
+from relay.cluster.spec import WorkerSpec
+from relay.config import Config
+from relay.server import RelayServer
+
+__all__ = ["WorkerSpec", "run_worker"]
 
 log = logging.getLogger("relay.worker")
 
+PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 MAX_FDS = 64
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Where this worker sits in its node."""
-
-    id: int
-    workers: int
-    #: (peer worker, file descriptor of this worker's end of the link to it)
-    links: tuple[tuple[int, int], ...]
-    generation: int
-    peer_generations: tuple[int, ...]
-    node_uid: str
-
-
-def _die_with_parent() -> None:
+def _die_with_parent(name: bytes) -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]))
     except OSError:
         pass
 
@@ -58,12 +47,10 @@ def _die_with_parent() -> None:
 class WorkerProcess:
     """Glue between the front's control socket and the worker's server."""
 
-    def __init__(self, spec: WorkerSpec, ctrl: socket.socket, config: object) -> None:
-        from relay.server import RelayServer
-
+    def __init__(self, spec: WorkerSpec, ctrl: socket.socket, config: Config) -> None:
         self.spec = spec
         self.ctrl = ctrl
-        self.server = RelayServer(config, cluster=spec)  # type: ignore[arg-type]
+        self.server = RelayServer(config, cluster=spec)
         self.parent = os.getppid()
         self.stop = asyncio.Event()
 
@@ -119,38 +106,19 @@ class WorkerProcess:
             await asyncio.sleep(0.25)
 
 
-def main(argv: list[str] | None = None) -> None:
-    _die_with_parent()
-    parser = argparse.ArgumentParser(prog="relay-worker")
-    parser.add_argument("--id", type=int, required=True)
-    parser.add_argument("--workers", type=int, required=True)
-    parser.add_argument("--links", default="", help="peer:fd,... (this worker's link ends)")
-    parser.add_argument("--generation", type=int, default=0)
-    parser.add_argument("--peers", default="")
-    parser.add_argument("--node-uid", required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--config", required=True, help="pickled Config written by the front")
-    args = parser.parse_args(argv)
-    with open(args.config, "rb") as fh:
-        config = pickle.load(fh)
+def run_worker(spec: WorkerSpec, ctrl_fd: int, config: Config) -> int:
+    """The body of a forked worker; returns its exit code."""
+    if os.getppid() == 1:
+        return 1  # the front died before the fork got here
+    _die_with_parent(b"relay-worker-%d" % spec.id)
     from relay.log import setup_logging
 
     setup_logging(config.log.level, config.log.file)
-    peers = tuple(int(x) for x in args.peers.split(",")) if args.peers else (0,) * args.workers
-    links = tuple(
-        (int(peer), int(fd)) for peer, fd in (x.split(":") for x in args.links.split(",") if x)
-    )
-    spec = WorkerSpec(args.id, args.workers, links, args.generation, peers, args.node_uid)
-    ctrl = socket.socket(fileno=args.fd)
-    worker = WorkerProcess(spec, ctrl, config)
+    worker = WorkerProcess(spec, socket.socket(fileno=ctrl_fd), config)
     try:
         import uvloop
 
         uvloop.run(worker.run())
     except ImportError:
         asyncio.run(worker.run())
-    sys.exit(0)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -40,12 +40,12 @@ def children(pid: int) -> dict[int, int]:
         try:
             with open(f"/proc/{entry}/stat") as fh:
                 ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/comm", "rb") as fh:
+                name = fh.read().strip()
         except OSError:
             continue
-        if ppid == pid and b"relay.cluster.worker" in args:
-            out[int(args[args.index(b"--id") + 1])] = int(entry)
+        if ppid == pid and name.startswith(b"relay-worker-"):
+            out[int(name.removeprefix(b"relay-worker-"))] = int(entry)
     return out
 
 
