@@ -1,0 +1,132 @@
+"""Validation of a loaded :class:`Config` (Centrifugo's ``Validate()`` rules)."""
+
+from __future__ import annotations
+
+import re
+
+from relay.config.durations import _NS_PER_SECOND, format_duration
+from relay.config.tree import ChannelConfig, ChannelOptions, Config, TokenConfig
+from relay.errors import ConfigError
+
+_NAMESPACE_NAME = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
+_USER_ID_CLAIM = re.compile(r"^[a-zA-Z_]+$")
+_RECOVERY_MODES = frozenset({"", "stream", "cache"})
+_DATA_FORMATS = frozenset({"", "json", "json_object", "binary"})
+_DELTA_TYPES = frozenset({"fossil"})
+_ENGINE_TYPES = frozenset({"memory", "redis"})
+_ERROR_MODES = frozenset({"", "transport"})
+
+
+def _check_whole_seconds(value: float, key: str, prefix: str) -> None:
+    if round(value * _NS_PER_SECOND) % _NS_PER_SECOND:
+        raise ConfigError(
+            f"{prefix}malformed duration {format_duration(value)} for {key}, "
+            "sub-second precision is not supported for this key"
+        )
+
+
+def _validate_options(opts: ChannelOptions, global_meta_ttl: float, prefix: str) -> None:
+    """Rules shared by ``channel.without_namespace`` and each namespace."""
+    _check_whole_seconds(opts.history_ttl, "history_ttl", prefix)
+    _check_whole_seconds(opts.history_meta_ttl, "history_meta_ttl", prefix)
+    if (opts.history_size == 0) != (opts.history_ttl == 0):
+        raise ConfigError(f"{prefix}both history size and history ttl required for history")
+    meta_ttl = opts.history_meta_ttl or global_meta_ttl
+    if opts.history_ttl > 0 and meta_ttl < opts.history_ttl:
+        raise ConfigError(
+            f"{prefix}history meta ttl ({format_duration(meta_ttl)}) can not be less than "
+            f"history ttl ({format_duration(opts.history_ttl)})"
+        )
+    if opts.force_recovery and not opts.history_enabled:
+        raise ConfigError(f"{prefix}both history size and history ttl required for recovery")
+    if opts.channel_regex:
+        try:
+            re.compile(opts.channel_regex)
+        except re.error as exc:
+            raise ConfigError(f"{prefix}error compiling channel regex: {exc}") from None
+    for delta in opts.allowed_delta_types:
+        if delta not in _DELTA_TYPES:
+            raise ConfigError(f"{prefix}unknown allowed delta type: {delta}")
+    if opts.force_recovery_mode not in _RECOVERY_MODES:
+        raise ConfigError(f"{prefix}unknown recovery mode: {opts.force_recovery_mode}")
+    if opts.publication_data_format not in _DATA_FORMATS:
+        raise ConfigError(
+            f"{prefix}unknown publication data format: {opts.publication_data_format}"
+        )
+
+
+def _validate_channels(channel: ChannelConfig) -> None:
+    _check_whole_seconds(channel.history_meta_ttl, "channel.history_meta_ttl", "")
+    if channel.publication_data_format not in _DATA_FORMATS:
+        raise ConfigError(f"unknown publication data format: {channel.publication_data_format}")
+    _validate_options(channel.without_namespace, channel.history_meta_ttl, "")
+    seen: set[str] = set()
+    for ns in channel.namespaces:
+        if not _NAMESPACE_NAME.match(ns.name):
+            raise ConfigError(
+                f"namespace {ns.name}: invalid namespace name – {ns.name} "
+                f"(must match {_NAMESPACE_NAME.pattern} regular expression)"
+            )
+        if ns.name in seen:
+            raise ConfigError(f"namespace name must be unique: {ns.name}")
+        seen.add(ns.name)
+        _validate_options(ns, channel.history_meta_ttl, f"namespace {ns.name}: ")
+
+
+def _validate_token(token: TokenConfig, section: str) -> None:
+    if token.user_id_claim and not _USER_ID_CLAIM.match(token.user_id_claim):
+        raise ConfigError(
+            f"{section}.user_id_claim must match {_USER_ID_CLAIM.pattern} regular expression"
+        )
+    for plain, regex in (("audience", "audience_regex"), ("issuer", "issuer_regex")):
+        if getattr(token, plain) and getattr(token, regex):
+            raise ConfigError(f"{section}: can not use both {plain} and {regex}")
+        pattern = getattr(token, regex)
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{section}.{regex}: {exc}") from None
+
+
+def _validate_client(config: Config) -> None:
+    client = config.client
+    _validate_token(client.token, "client.token")
+    _validate_token(client.subscription_token, "client.subscription_token")
+    personal = client.subscribe_to_user_personal_channel
+    if personal.enabled:
+        ns_name = personal.personal_channel_namespace
+        opts: ChannelOptions | None = config.channel.without_namespace
+        if ns_name:
+            opts = config.namespace(ns_name)
+            if opts is None:
+                raise ConfigError(f"namespace for user personal channel not found: {ns_name}")
+        if personal.single_connection and not (opts and opts.presence):
+            raise ConfigError(
+                "presence must be enabled for user personal channel namespace "
+                "when single_connection is on"
+            )
+    # Ping/pong: Centrifugo requires ping_interval > pong_timeout even when one of them is
+    # disabled by a negative value. relay keeps that rule but lets both be disabled
+    # (both <= 0) at once, which Centrifugo rejects for equal values.
+    ping, pong = client.ping_interval, client.pong_timeout
+    if ping <= pong and not (ping <= 0 and pong <= 0):
+        raise ConfigError(
+            f"ping_interval ({format_duration(ping)}) must be greater than "
+            f"pong_timeout ({format_duration(pong)})"
+        )
+
+
+def validate(config: Config) -> None:
+    """Check ``config`` like Centrifugo's ``Validate()`` plus its startup-fatal checks.
+
+    Raises :class:`ConfigError` with the first problem found. Messages follow Centrifugo
+    where known (namespace name/uniqueness, history size/ttl, engine type); the other
+    texts are relay's own wording.
+    """
+    _validate_channels(config.channel)
+    _validate_client(config)
+    if config.engine.type not in _ENGINE_TYPES:
+        raise ConfigError(f"unknown engine type: {config.engine.type}")
+    if config.http_api.error_mode not in _ERROR_MODES:
+        raise ConfigError(f"unknown http_api.error_mode: {config.http_api.error_mode}")
