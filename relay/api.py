@@ -56,8 +56,8 @@ from relay.protocol.glob import compile_glob
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 
 if TYPE_CHECKING:
-    from relay.client import Client
     from relay.config import ChannelOptions
+    from relay.hub import Connection
     from relay.node import Node
 
 __all__ = [
@@ -535,16 +535,9 @@ class Executor:
             return {"error": error_dict(exc.error)}
 
     # ---- connection actions ------------------------------------------------------------
-    def _targets(self, req: Request) -> list[Client]:
+    def _targets(self, req: Request) -> list[Connection]:
         """This node's connections of exactly ``user``, narrowed to ``client`` if set."""
-        node = self.node
-        client_id = req.get("client", "")
-        uids = node.users.get(req.get("user", ""), ())
-        return [
-            node.clients[uid]
-            for uid in list(uids)
-            if uid in node.clients and (not client_id or uid == client_id)
-        ]
+        return self.node.hub.user_connections(req.get("user", ""), req.get("client", ""))
 
     async def subscribe(self, req: Request) -> Result:
         """Server-side subscribe of matching connections on every worker (b64 ignored, v6.6)."""

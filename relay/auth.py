@@ -33,10 +33,12 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import TokenConfig
+from relay.protocol.channels import Override
+from relay.protocol.claims import ConnectTokenClaims, SubOptions, SubscribeTokenClaims
 
 if TYPE_CHECKING:  # imported lazily at run time: only RSA/ECDSA keys need them
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -108,71 +110,7 @@ class TokenInvalid(TokenError):
 # --------------------------------------------------------------------------- claims
 
 
-@dataclass(frozen=True)
-class SubscriptionOverride:
-    """``override`` object: each field is the ``value`` of ``{"value": bool}``, None if absent."""
-
-    presence: bool | None = None
-    join_leave: bool | None = None
-    force_push_join_leave: bool | None = None
-    force_recovery: bool | None = None
-    force_positioning: bool | None = None
-
-
-@dataclass(frozen=True)
-class SubOptions:
-    """One entry of a connection token's ``subs`` map (server-side subscription options)."""
-
-    info: bytes | None = None
-    data: bytes | None = None
-    override: SubscriptionOverride | None = None
-
-
-def _expires_at(expire_at: int | None, exp: int | None) -> int | None:
-    if expire_at is not None:
-        return expire_at if expire_at > 0 else None
-    return exp
-
-
-@dataclass(frozen=True)
-class ConnectTokenClaims:
-    """Verified connection-token claims.
-
-    ``exp`` is the token expiry in whole seconds (truncated); ``expire_at`` is None when the
-    claim is absent and ``0`` (or negative) when the connection never expires. ``info`` is the
-    compact JSON of ``info`` or the decoded ``b64info`` (which wins). When ``subs`` is non-empty
-    callers ignore ``channels``.
-    """
-
-    user: str
-    exp: int | None = None
-    expire_at: int | None = None
-    info: bytes | None = None
-    channels: tuple[str, ...] = ()
-    subs: dict[str, SubOptions] = field(default_factory=dict)
-    meta: bytes | None = None
-
-    def expires_at(self) -> int | None:
-        """Connection expiry (unix seconds) or None for never: ``expire_at`` wins over ``exp``."""
-        return _expires_at(self.expire_at, self.exp)
-
-
-@dataclass(frozen=True)
-class SubscribeTokenClaims:
-    """Verified subscription-token claims (``client`` is "" when absent)."""
-
-    user: str
-    channel: str
-    client: str = ""
-    exp: int | None = None
-    expire_at: int | None = None
-    info: bytes | None = None
-    data: bytes | None = None
-    override: SubscriptionOverride | None = None
-
-    def expires_at(self) -> int | None:
-        """Subscription expiry (unix seconds) or None for never: ``expire_at`` wins over ``exp``."""
-        return _expires_at(self.expire_at, self.exp)
+SubscriptionOverride = Override  # the one override type (relay/protocol/channels.py)
 
 
 # --------------------------------------------------------------------------- parsing

@@ -1,10 +1,13 @@
-"""Per-worker index of local subscribers and synchronous fan-out.
+"""Per-worker index of connections, users and channel subscribers; synchronous fan-out.
 
-Rules (written once):
+As centrifugal/centrifuge's ``Hub``: it owns the connection and user index and the
+channel -> subscribers index, and finds the targets of user- and client-targeted
+actions. Rules (written once):
 
 * The hub never awaits. A broadcast encodes the push once per codec and hands the
   same bytes to every subscriber, which only appends them to its outbound buffer.
-* Only the node adds and removes entries.
+* Connections register themselves (``open`` / ``connected`` / ``closed``); only the node
+  adds and removes channel subscriptions (it also tells the engine).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from relay.errors import UNSUBSCRIBE_SERVER, Disconnect, Unsubscribe
+from relay.protocol.channels import Override
 from relay.protocol.codecs import Codec
-from relay.protocol.messages import ClientInfo, Publication
+from relay.protocol.messages import ClientInfo, Publication, StreamPosition
 
-__all__ = ["Subscriber", "Hub"]
+__all__ = ["Subscriber", "Connection", "Hub"]
 
 
 class Subscriber(Protocol):
@@ -33,11 +38,89 @@ class Subscriber(Protocol):
         """Queue an encoded join/leave push of ``client_id`` if this subscription wants them."""
 
 
+class Connection(Subscriber, Protocol):
+    """The hub's and the node's view of a client connection."""
+
+    user: str
+
+    def disconnect(self, disconnect: Disconnect) -> None:
+        """Close the connection with ``disconnect``."""
+
+    def stream_lost(self, channel: str) -> None:
+        """The channel's stream may have lost publications: resync positioned subs."""
+
+    def presence_entries(self) -> list[tuple[str, ClientInfo]]:
+        """(channel, info) of each active subscription that keeps presence."""
+
+    # server API actions on this connection (the executor finds the targets here)
+    async def subscribe_server(
+        self,
+        ch: str,
+        *,
+        info: bytes | None = None,
+        data: bytes | None = None,
+        override: Override | None = None,
+        expire_at: float | None = None,
+        recover_since: StreamPosition | None = None,
+    ) -> None:
+        """Add a server-side subscription and push ``subscribe``."""
+
+    def unsubscribe_server(self, ch: str, unsub: Unsubscribe = UNSUBSCRIBE_SERVER) -> None:
+        """Push ``unsubscribe`` and drop the subscription."""
+
+    def refresh_server(self, expired: bool, expire_at: int, info: bytes | None) -> None:
+        """Refresh (or expire) the connection."""
+
+
 class Hub:
-    """channel -> {client id -> subscriber}."""
+    """Connections by client id and user; channel -> {client id -> subscriber}."""
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Subscriber]] = {}
+        #: every open transport's connection, connected or not (connection limits, shutdown)
+        self.connections: set[Connection] = set()
+        #: connected clients by client id, and client ids by user
+        self.clients: dict[str, Connection] = {}
+        self.users: dict[str, set[str]] = {}
+
+    # ---- connections --------------------------------------------------------------------
+    def open(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def connected(self, conn: Connection) -> None:
+        self.clients[conn.uid] = conn
+        self.users.setdefault(conn.user, set()).add(conn.uid)
+
+    def closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self.clients.pop(conn.uid, None) is None:
+            return
+        uids = self.users.get(conn.user)
+        if uids is not None:
+            uids.discard(conn.uid)
+            if not uids:
+                del self.users[conn.user]
+
+    def num_user_connections(self, user: str) -> int:
+        return len(self.users.get(user, ()))
+
+    def user_connections(self, user: str, client: str = "") -> list[Connection]:
+        """This worker's connections of exactly ``user``, narrowed to ``client`` if set."""
+        return [
+            self.clients[uid]
+            for uid in self.users.get(user, ())
+            if uid in self.clients and (not client or uid == client)
+        ]
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    # ---- channel subscribers ------------------------------------------------------------
 
     def add(self, channel: str, sub: Subscriber) -> bool:
         """Register ``sub``; True when it is the channel's first local subscriber."""

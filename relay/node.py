@@ -15,21 +15,26 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from relay import CENTRIFUGO_VERSION
 from relay.auth import TokenVerifier
 from relay.cluster.links import ClusterLink
 from relay.config import ChannelOptions, Config
+from relay.context import ClientContext
 from relay.engines.base import Engine, PublishOptions
-from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
-from relay.hub import Hub
+from relay.errors import DISCONNECT_SHUTDOWN, Disconnect, ReplyError
+from relay.hub import Connection, Hub
 from relay.metrics import Metrics
-from relay.protocol.channels import ChannelRules
-from relay.protocol.messages import ClientInfo, Publication, StreamPosition
-
-if TYPE_CHECKING:
-    from relay.client import Client
+from relay.protocol.channels import ChannelRules, check_data_format
+from relay.protocol.commands import SessionContext
+from relay.protocol.messages import (
+    ClientInfo,
+    HistoryFilter,
+    HistoryResult,
+    Publication,
+    StreamPosition,
+)
 
 __all__ = ["Node"]
 
@@ -61,9 +66,11 @@ class Node:
         self.name = config.node.name or f"{socket.gethostname()}_{config.http_server.port}"
         self.version = f"{CENTRIFUGO_VERSION} OSS"
         self.started_at = time.time()
-        self.connections: set[Client] = set()
-        self.clients: dict[str, Client] = {}
-        self.users: dict[str, set[str]] = {}
+        self.client_context = ClientContext(
+            SessionContext(config.client, config.channel, self.rules, self.version),
+            self.conn_verifier,
+            self.sub_verifier,
+        )
         self.shutting_down = False
         self.link: ClusterLink | None = None
         self._broker_lost: set[str] = set()
@@ -82,34 +89,48 @@ class Node:
         self.hub.broadcast_join_leave(channel, "leave", info)
 
     # ---- clients ----------------------------------------------------------------------
-    def add_client(self, client: Client) -> None:
-        self.clients[client.uid] = client
-        self.users.setdefault(client.user, set()).add(client.uid)
-        self.metrics.set_clients(len(self.clients), len(self.users))
+    def add_client(self, client: Connection) -> None:
+        self.hub.connected(client)
+        self.metrics.set_clients(self.hub.num_clients, self.hub.num_users)
 
-    def remove_client(self, client: Client) -> None:
-        if self.clients.pop(client.uid, None) is None:
-            return
-        uids = self.users.get(client.user)
-        if uids is not None:
-            uids.discard(client.uid)
-            if not uids:
-                del self.users[client.user]
-        self.metrics.set_clients(len(self.clients), len(self.users))
+    def remove_client(self, client: Connection) -> None:
+        known = client.uid in self.hub.clients
+        self.hub.closed(client)
+        if known:
+            self.metrics.set_clients(self.hub.num_clients, self.hub.num_users)
 
-    def num_user_connections(self, user: str) -> int:
-        return len(self.users.get(user, ()))
-
-    async def add_subscription(self, channel: str, client: Client) -> None:
+    async def add_subscription(self, channel: str, client: Connection) -> None:
         if self.hub.add(channel, client):
             await self.engine.subscribe(channel)
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
 
-    async def remove_subscription(self, channel: str, client: Client) -> None:
+    async def remove_subscription(self, channel: str, client: Connection) -> None:
         if self.hub.remove(channel, client):
             self._broker_lost.discard(channel)
             await self.engine.unsubscribe(channel)
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
+
+    # ---- the engine: history, presence, join/leave (only the node touches it) ----------
+    async def history(self, channel: str, flt: HistoryFilter, meta_ttl: float) -> HistoryResult:
+        return await self.engine.history(channel, flt, meta_ttl)
+
+    async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
+        await self.engine.add_presence(channel, client_id, info)
+
+    async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        await self.engine.remove_presence(channel, client_id, user)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        return await self.engine.presence(channel)
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        return await self.engine.presence_stats(channel)
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self.engine.publish_join(channel, info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self.engine.publish_leave(channel, info)
 
     # ---- publishing -------------------------------------------------------------------
     def publish_options(
@@ -149,23 +170,13 @@ class Node:
 
     def check_data_format(self, opts: ChannelOptions, data: bytes, data_json: bool) -> None:
         """``publication_data_format`` (namespace, else global): 107 on mismatch."""
-        fmt = opts.publication_data_format or self.config.channel.publication_data_format
-        if fmt == "binary":
-            return
-        if fmt == "":
-            if not data:
-                raise ReplyError(ERROR_BAD_REQUEST)
-            return
-        if not data_json or not data:
-            raise ReplyError(ERROR_BAD_REQUEST)
-        if fmt == "json_object" and not data.lstrip().startswith(b"{"):
-            raise ReplyError(ERROR_BAD_REQUEST)
+        check_data_format(opts, self.config.channel.publication_data_format, data, data_json)
 
     # ---- shutdown ---------------------------------------------------------------------
     async def shutdown(self, disconnect: Disconnect = DISCONNECT_SHUTDOWN) -> None:
         """Step 1: refuse new work; 2: close every client with ``disconnect``; 3: engine."""
         self.shutting_down = True
-        for client in list(self.connections):
+        for client in list(self.hub.connections):
             client.disconnect(disconnect)
         await asyncio.sleep(0)
         await self.engine.close()
@@ -208,8 +219,8 @@ class Node:
             "name": self.name,
             "version": self.version,
             "started_at": self.started_at,
-            "num_clients": len(self.clients),
-            "users": list(self.users),
+            "num_clients": self.hub.num_clients,
+            "users": list(self.hub.users),
             "num_channels": self.hub.num_channels,
             "num_subs": self.hub.num_subscriptions,
             "channels": self.hub.channels(),
@@ -224,16 +235,13 @@ class Node:
 
     async def refresh_presence(self) -> None:
         """Re-add this worker's presence entries (engines with a presence TTL)."""
-        for client in list(self.clients.values()):
-            for sub in list(client.subs.values()):
-                if sub.features.presence and sub.pending is None:
-                    try:
-                        await self.engine.add_presence(
-                            sub.channel, client.uid, client.client_info(sub)
-                        )
-                    except ReplyError as exc:
-                        log.warning("presence refresh of %s failed: %s", sub.channel, exc)
-                        return
+        for client in list(self.hub.clients.values()):
+            for channel, info in client.presence_entries():
+                try:
+                    await self.engine.add_presence(channel, client.uid, info)
+                except ReplyError as exc:
+                    log.warning("presence refresh of %s failed: %s", channel, exc)
+                    return
 
     def handle_broker_lost(self, channels: list[str]) -> None:
         """The broker's PUB/SUB connection broke: publications of ``channels`` may be lost.
@@ -253,6 +261,6 @@ class Node:
 
     def _streams_lost(self, channel: str) -> None:
         for sub in self.hub.subscribers(channel):
-            client = self.clients.get(sub.uid)
+            client = self.hub.clients.get(sub.uid)
             if client is not None:
                 client.stream_lost(channel)

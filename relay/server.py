@@ -157,7 +157,7 @@ class RelayServer:
                 expire()
             if self.bus is not None:
                 self.metrics.bus_counters(self.bus.counters)
-            self.metrics.worker_connections.set(len(self.node.connections))
+            self.metrics.worker_connections.set(len(self.node.hub.connections))
 
     async def stop(self) -> None:
         """Numbered steps: 1 stop accepting; 2 close clients with 3001; 3 finish HTTP; 4 engine."""

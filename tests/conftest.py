@@ -132,7 +132,7 @@ class ServerHandle:
         """Connected clients of all workers, by client id."""
         merged: dict[str, Any] = {}
         for node in self.nodes:
-            merged.update(node.clients)
+            merged.update(node.hub.clients)
         return merged
 
     def num_subscribers(self, channel: str) -> int:

@@ -97,7 +97,7 @@ class WorkerProcess:
                 self.stop.set()
                 return
             try:
-                self.ctrl.send(b"L%d" % len(self.server.node.connections))
+                self.ctrl.send(b"L%d" % len(self.server.node.hub.connections))
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:

@@ -19,7 +19,7 @@ from relay.errors import (
     ReplyError,
 )
 
-__all__ = ["ChannelRules", "SubscribeFeatures", "Override"]
+__all__ = ["ChannelRules", "SubscribeFeatures", "Override", "check_data_format"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,3 +218,18 @@ class ChannelRules:
 
 def _pick(override: bool | None, default: bool) -> bool:
     return default if override is None else override
+
+
+def check_data_format(opts: ChannelOptions, default: str, data: bytes, data_json: bool) -> None:
+    """``publication_data_format`` of the namespace (else ``default``): 107 on mismatch."""
+    fmt = opts.publication_data_format or default
+    if fmt == "binary":
+        return
+    if fmt == "":
+        if not data:
+            raise ReplyError(ERROR_BAD_REQUEST)
+        return
+    if not data_json or not data:
+        raise ReplyError(ERROR_BAD_REQUEST)
+    if fmt == "json_object" and not data.lstrip().startswith(b"{"):
+        raise ReplyError(ERROR_BAD_REQUEST)

@@ -14,7 +14,6 @@ token handling) and centrifugo ``internal/jwtverify``; checked against Centrifug
 from __future__ import annotations
 
 import enum
-from typing import Protocol
 
 from relay.errors import (
     DISCONNECT_EXPIRED,
@@ -26,6 +25,7 @@ from relay.errors import (
     Error,
     ReplyError,
 )
+from relay.protocol.claims import SubscribeTokenClaims
 
 __all__ = [
     "TokenUse",
@@ -38,6 +38,7 @@ __all__ = [
     "FAILURES",
     "failure",
     "check_subscription_claims",
+    "check_connection_claims",
 ]
 
 
@@ -77,14 +78,8 @@ def failure(use: TokenUse, kind: str) -> ReplyError | DisconnectError | None:
     return DisconnectError(outcome)
 
 
-class SubscriptionClaims(Protocol):
-    channel: str
-    user: str
-    client: str
-
-
 def check_subscription_claims(
-    claims: SubscriptionClaims, channel: str, user: str, client: str
+    claims: SubscribeTokenClaims, channel: str, user: str, client: str
 ) -> None:
     """A subscription token must name this channel, this user and (if set) this client."""
     if (
@@ -92,4 +87,10 @@ def check_subscription_claims(
         or claims.user != user
         or (claims.client and claims.client != client)
     ):
+        raise DisconnectError(DISCONNECT_INVALID_TOKEN)
+
+
+def check_connection_claims(claims_user: str, user: str) -> None:
+    """A refresh token must belong to the connection's user."""
+    if claims_user != user:
         raise DisconnectError(DISCONNECT_INVALID_TOKEN)

@@ -115,7 +115,7 @@ class Admission:
         self._refilled = loop.time()
 
     def admit(self) -> bool:
-        if self.limit and len(self.node.connections) >= self.limit:
+        if self.limit and len(self.node.hub.connections) >= self.limit:
             return False
         if self.rate:
             now = self.loop.time()

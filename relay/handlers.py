@@ -1,0 +1,236 @@
+"""What each client command does once its plan is made: the I/O of ``protocol/commands.py``.
+
+One function per command method, all in the table ``HANDLERS`` that ``Client`` dispatches
+through. A handler asks the pure planner what to do, performs it (engine work through
+the node, timers, subscriptions) and returns the reply's result, or raises the reply
+error / disconnect the planner chose.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from relay import subscriptions
+from relay.errors import (
+    DISCONNECT_NOT_AVAILABLE,
+    ERROR_EXPIRED,
+    ERROR_NOT_AVAILABLE,
+    DisconnectError,
+    ReplyError,
+)
+from relay.protocol import commands as cmd
+from relay.protocol.codecs import Codec
+from relay.protocol.messages import Publication
+from relay.protocol.session import Session
+from relay.protocol.tokens import REFRESH, SUB_REFRESH
+from relay.subscriptions import SubscriptionOwner
+
+__all__ = ["CommandClient", "HANDLERS"]
+
+Request = dict[str, Any]
+Result = dict[str, Any]
+
+
+class CommandClient(SubscriptionOwner, Protocol):
+    """What the handlers need of a connection (``relay.client.Client``)."""
+
+    session: Session
+    codec: Codec
+    conn_info: bytes | None
+    exp: float | None
+    name: str
+    version: str
+    after_reply: list[Callable[[], Any]]
+
+    def on_expire(self) -> None: ...
+
+    def on_ping(self) -> None: ...
+
+    def set_expiry(self, exp: float | None, expire_in: float | None) -> None: ...
+
+
+async def connect(client: CommandClient, req: Request) -> Result:
+    plan = cmd.plan_connect(
+        req,
+        client.ctx.session,
+        uid=client.uid,
+        now=client.timers.now(),
+        verify=client.ctx.verify_connect,
+        connections_of=client.node.hub.num_user_connections,
+        jitter=random.uniform,
+    )
+    client.user, client.conn_info, client.exp = plan.user, plan.conn_info, plan.exp
+    client.name, client.version = plan.name, plan.version
+    client.session.connected()
+    client.timers.cancel("stale")
+    client.node.add_client(client)
+    if plan.expire_in is not None:
+        client.timers.set("expire", plan.expire_in, client.on_expire)
+    if plan.ping_in is not None:
+        client.timers.set("ping", plan.ping_in, client.on_ping)
+    result = plan.result
+    subs = await _connect_subscriptions(client, plan.wanted, req.get("subs") or {})
+    if subs:
+        result["subs"] = subs
+    return result
+
+
+async def _connect_subscriptions(
+    client: CommandClient, wanted: dict[str, Any], requested: dict[str, Request]
+) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    rules = client.ctx.session.rules
+    for ch, sub_opts in wanted.items():
+        opts = rules.resolve(ch)
+        override = sub_opts.override if sub_opts is not None else None
+        features = rules.features(opts, client.user, override=override)
+        res, sub = await subscriptions.subscribe(
+            client,
+            ch,
+            opts,
+            features,
+            requested.get(ch) or {},
+            chan_info=sub_opts.info if sub_opts is not None else None,
+            server_side=True,
+        )
+        if sub_opts is not None and sub_opts.data:
+            res["data"] = sub_opts.data
+        results[ch] = res
+        client.after_reply.append(functools.partial(subscriptions.activate, client, sub))
+    return results
+
+
+async def subscribe(client: CommandClient, req: Request) -> Result:
+    plan = cmd.plan_subscribe(
+        req,
+        client.ctx.session,
+        user=client.user,
+        uid=client.uid,
+        subscribed=client.subs,
+        num_subs=len(client.subs),
+        verify=client.ctx.verify_subscribe,
+        now=client.timers.now(),
+    )
+    result, sub = await subscriptions.subscribe(
+        client,
+        plan.channel,
+        plan.opts,
+        plan.features,
+        req,
+        chan_info=plan.chan_info,
+        expire_at=plan.expire_at,
+    )
+    if plan.data:
+        result["data"] = plan.data
+    client.after_reply.append(functools.partial(subscriptions.activate, client, sub))
+    return result
+
+
+async def unsubscribe(client: CommandClient, req: Request) -> Result:
+    await subscriptions.unsubscribe(client, cmd.unsubscribe_channel(req))
+    return {}
+
+
+# ---- publish, presence, history ---------------------------------------------------------
+async def publish(client: CommandClient, req: Request) -> Result:
+    ch, opts, data, data_json = cmd.plan_publish(
+        req,
+        client.ctx.session,
+        user=client.user,
+        subscribed=client.subs,
+        json_client=client.codec.name == "json",
+    )
+    pub = Publication(data, info=client.client_info(client.subs.get(ch)), data_json=data_json)
+    await client.node.publish(ch, pub, opts)
+    return {}
+
+
+async def presence(client: CommandClient, req: Request) -> Result:
+    ch = cmd.presence_channel(req, client.ctx.session, client.user, client.subs)
+    entries = await client.node.presence(ch)
+    return {"presence": {cid: info.to_dict() for cid, info in entries.items()}}
+
+
+async def presence_stats(client: CommandClient, req: Request) -> Result:
+    ch = cmd.presence_channel(req, client.ctx.session, client.user, client.subs)
+    clients, users = await client.node.presence_stats(ch)
+    return {"num_clients": clients, "num_users": users}
+
+
+async def history(client: CommandClient, req: Request) -> Result:
+    ch, flt, meta_ttl = cmd.plan_history(req, client.ctx.session, client.user, client.subs)
+    hist = await client.node.history(ch, flt, meta_ttl)
+    return {
+        "publications": [client.pub_dict(p) for p in hist.publications],
+        "epoch": hist.position.epoch,
+        "offset": hist.position.offset,
+    }
+
+
+async def rpc(client: CommandClient, req: Request) -> Result:
+    raise ReplyError(ERROR_NOT_AVAILABLE)  # Centrifugo OSS without an RPC proxy: 108
+
+
+async def send(client: CommandClient, req: Request) -> Result:
+    raise DisconnectError(DISCONNECT_NOT_AVAILABLE)  # no message handler: close 3508
+
+
+# ---- refresh, sub_refresh ---------------------------------------------------------------
+async def refresh(client: CommandClient, req: Request) -> Result:
+    plan = cmd.plan_refresh(
+        req,
+        client.ctx.session,
+        user=client.user,
+        verify=functools.partial(client.ctx.verify_connect, use=REFRESH),
+        now=client.timers.now(),
+    )
+    if plan.info is not None:
+        client.conn_info = plan.info
+    if plan.expired:
+        raise ReplyError(ERROR_EXPIRED)
+    client.set_expiry(plan.exp, plan.expire_in)
+    return plan.result
+
+
+async def sub_refresh(client: CommandClient, req: Request) -> Result:
+    ch, plan = cmd.plan_sub_refresh(
+        req,
+        client.ctx.session,
+        user=client.user,
+        uid=client.uid,
+        subscribed=client.subs,
+        verify=functools.partial(client.ctx.verify_subscribe, use=SUB_REFRESH),
+        now=client.timers.now(),
+    )
+    sub = client.subs[ch]
+    if plan.info is not None:
+        sub.chan_info = plan.info
+    if plan.expired:
+        raise ReplyError(ERROR_EXPIRED)
+    sub.expire_at = plan.exp
+    if plan.expire_in is None:
+        client.timers.cancel("sub:" + ch)
+    else:
+        client.timers.set("sub:" + ch, plan.expire_in, lambda: client.sub_expired(sub))
+    return plan.result
+
+
+Handler = Callable[[CommandClient, Request], Awaitable[Result]]
+
+#: command method -> its handler (``protocol/session.py`` decides which may run when)
+HANDLERS: dict[str, Handler] = {
+    "connect": connect,
+    "subscribe": subscribe,
+    "unsubscribe": unsubscribe,
+    "publish": publish,
+    "presence": presence,
+    "presence_stats": presence_stats,
+    "history": history,
+    "rpc": rpc,
+    "send": send,
+    "refresh": refresh,
+    "sub_refresh": sub_refresh,
+}
