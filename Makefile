@@ -22,16 +22,19 @@ run: install
 	$(BIN)/python scripts/dev_config.py $(DEV_CONFIG)
 	$(BIN)/relay --config $(DEV_CONFIG)
 
-## Install and run every test: lint, the suite with the Cython fast path, then the
-## pure-Python twin (RELAY_NO_EXTENSIONS=1).
+## Install and run every test: lint (format, ruff, mypy --strict, the layer contract, no
+## import cycles), the suite with the Cython fast path and the coverage floor of the pure
+## layers (pyproject: tool.coverage), then the pure-Python twin (RELAY_NO_EXTENSIONS=1).
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov
 	RELAY_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration -x
 
 lint: install
 	$(BIN)/ruff format --check relay tests scripts $(wildcard bench)
 	$(BIN)/ruff check relay tests scripts $(wildcard bench)
 	$(BIN)/mypy relay
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_cycles.py relay bench
 
 bench: install
 	$(BIN)/python -m bench --help

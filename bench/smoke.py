@@ -55,8 +55,8 @@ EXPECT: dict[str, tuple[str, str, float]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.__main__ import build_parser, run_scenario
     from bench.micro_fastpath import main as micro
+    from bench.runner import build_parser, run_scenario
 
     p = argparse.ArgumentParser(prog="python -m bench smoke")
     p.add_argument("--only", default="", help="comma-separated scenarios")

@@ -1,6 +1,6 @@
 """Verified token claims: what a connection or subscription token grants (pure values).
 
-``relay/auth.py`` produces them from a JWT; the session logic (``protocol/commands.py``)
+``relay/auth/`` produces them from a JWT; the session logic (``protocol/commands.py``)
 reads them. Spec: server-surface §6.
 """
 
