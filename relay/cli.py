@@ -192,7 +192,7 @@ def _serve(args: argparse.Namespace) -> None:
     for message, fields in result.warnings:
         log.warning(message, extra={"fields": fields})
     # The front process: it must not import aiohttp or the protocol stack.
-    front = importlib.import_module("relay.cluster.supervisor")
+    front = importlib.import_module("relay.process.front")
     front.serve(config)
 
 

@@ -1,7 +1,7 @@
 """Composition root of one worker: build everything from ``Config``, serve, shut down.
 
-``relay --config FILE`` runs the front (``cluster/supervisor.py``), whose workers each
-run one ``RelayServer`` (``cluster/worker.py``). Tests use ``RelayServer`` directly (an
+``relay --config FILE`` runs the front (``process/front.py``), whose workers each
+run one ``RelayServer`` (``process/worker.py``). Tests use ``RelayServer`` directly (an
 in-process server on port 0).
 """
 

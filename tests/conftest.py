@@ -20,7 +20,6 @@ import pytest
 
 from relay.auth import encode_hmac_token
 from relay.cluster.spec import WorkerSpec
-from relay.cluster.supervisor import mesh as supervisor_mesh
 from relay.config import (
     ChannelConfig,
     ChannelOptions,
@@ -31,6 +30,7 @@ from relay.config import (
     Namespace,
     TokenConfig,
 )
+from relay.process.front import mesh as supervisor_mesh
 from relay.server import RelayServer
 
 SECRET = "test-secret"

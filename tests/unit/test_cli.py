@@ -287,9 +287,9 @@ def test_defaultenv(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     calls: list[Config] = []
-    fake = types.ModuleType("relay.cluster.supervisor")
+    fake = types.ModuleType("relay.process.front")
     fake.serve = calls.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "relay.cluster.supervisor", fake)
+    monkeypatch.setitem(sys.modules, "relay.process.front", fake)
     return calls
 
 

@@ -5,7 +5,7 @@
 1. bind the public port; prepare the Prometheus multiprocess directory
    (``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts);
 2. import the worker's stack once, then fork ``workers`` worker processes
-   (``relay.cluster.worker``), each with one end of a ``SOCK_SEQPACKET`` control pair
+   (``relay.process.worker``), each with one end of a ``SOCK_SEQPACKET`` control pair
    and its ends of the worker links: one Unix stream socket pair for every two workers
    (``cluster/bus.py``). Forking after the imports lets all workers share the pages of
    the interpreter and its modules (measured in docs/architecture.md);
@@ -148,7 +148,7 @@ class Supervisor:
             code = 1
             try:
                 _become_worker({worker_end.fileno(), *(fd for _, fd in spec_links)})
-                from relay.cluster.worker import WorkerSpec, run_worker
+                from relay.process.worker import WorkerSpec, run_worker
 
                 spec = WorkerSpec(worker.id, self.n, spec_links, worker.generation, peers,
                                   self.node_uid)  # fmt: skip
