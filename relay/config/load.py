@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from relay.config.convert import _convert_env_value, _convert_file_value, _is_zero, _Typed
 from relay.config.schema import (
     _ENV_PREFIX,
-    _EXTRA_KEYS,
     _extra_keys,
     _ignored_env_prefixes,
     _Kind,
@@ -21,6 +20,7 @@ from relay.config.schema import (
     _namespace_env_prefix,
     _schema,
     env_var_name,
+    not_implemented,
 )
 from relay.config.tree import ChannelOptions, Config, Namespace
 from relay.errors import ConfigError
@@ -104,8 +104,9 @@ def _apply_flags(raw: dict[str, object], flags: Mapping[str, object]) -> None:
     for path, value in flags.items():
         kind = _leaf_kind(path)
         if kind is None:
-            if _flag_root(path) in _EXTRA_KEYS[Config]:
-                continue  # accepted for compatibility, no effect in relay
+            if _flag_root(path) in _extra_keys(Config):
+                _set_path(raw, path, value)  # recognised, not implemented: the builder warns
+                continue
             raise ConfigError(f"unknown flag --{path}")
         _set_path(raw, path, _Typed(_convert_file_value(kind, value, path)))
 
@@ -180,6 +181,8 @@ def _unknown_env_warnings(
         if _K8S_VAR.match(var) or var.startswith(_ENV_PREFIX + "VAR_"):
             continue
         if var.startswith(ignored) or _is_ignored_namespace_var(var, known):
+            if environ[var].strip().lower() not in ("", "0", "false", "[]", "{}"):
+                out.append((NOT_IMPLEMENTED_WARNING, {"var": var}))
             continue
         out.append(("unknown var in environment", {"var": var}))
     return out
@@ -198,6 +201,19 @@ def _is_ignored_namespace_var(var: str, known: set[str]) -> bool:
     return False
 
 
+#: The warning for a recognised key that relay does not implement (``schema.py`` lists them).
+NOT_IMPLEMENTED_WARNING = "config key is not implemented by relay and has no effect"
+
+
+def _is_set(value: object) -> bool:
+    """Whether an untyped value asks for anything: a true leaf somewhere inside it."""
+    if isinstance(value, Mapping):
+        return any(_is_set(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_is_set(v) for v in value)
+    return bool(value)
+
+
 class _Builder:
     """Turns the merged raw tree into dataclasses, noting unknown keys."""
 
@@ -211,15 +227,20 @@ class _Builder:
             raise ConfigError(f'error decoding config key "{path}": expected an object')
         schema = _schema(cls)
         extra = _extra_keys(cls)
+        missing = not_implemented(cls)
         for key in raw:
+            full = f"{path}.{key}" if path else key
             if key not in schema and key not in extra:
-                full = f"{path}.{key}" if path else key
                 self.warnings.append(("unknown key in configuration file", {"key": full}))
+            elif key in extra and _is_set(raw[key]):
+                self.warnings.append((NOT_IMPLEMENTED_WARNING, {"key": full}))
         changes: dict[str, object] = {}
         for name, (kind, sub) in schema.items():
             if name in raw:
                 sub_path = f"{path}.{name}" if path else name
                 value = self.field(kind, sub, raw[name], sub_path, getattr(default, name))
+                if name in missing and value != getattr(default, name):
+                    self.warnings.append((NOT_IMPLEMENTED_WARNING, {"key": sub_path}))
                 changes[name] = value
         return dataclasses.replace(typing.cast(typing.Any, default), **changes)
 

@@ -7,6 +7,7 @@ import typing
 from collections.abc import Iterator
 
 from relay.config.tree import (
+    AdminConfig,
     ChannelConfig,
     ChannelOptions,
     ClientConfig,
@@ -14,7 +15,9 @@ from relay.config.tree import (
     EndpointConfig,
     HTTPServerConfig,
     Namespace,
+    PersonalChannelConfig,
     RedisConfig,
+    TokenConfig,
     WebsocketConfig,
 )
 
@@ -23,8 +26,11 @@ from relay.config.tree import (
 _Kind = str
 _ENV_PREFIX = "CENTRIFUGO_"
 
-# Centrifugo keys relay accepts silently but does not model (no warning, no effect).
-_EXTRA_KEYS: dict[type, frozenset[str]] = {
+# Centrifugo keys relay recognises but does not implement: the one list of them. Keys
+# without a field here are accepted untyped; keys with a field keep their typed default
+# (so ``defaultconfig`` shows them). Either way, setting one to anything but its default
+# makes the loader warn "not implemented" (``load._Builder``), never a silent no-op.
+_UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ChannelOptions: frozenset(
         {
             "auto_cache_recover",
@@ -86,11 +92,70 @@ _EXTRA_KEYS: dict[type, frozenset[str]] = {
 }
 
 
-def _extra_keys(cls: type) -> frozenset[str]:
+# Fields of the typed tree that relay reads nowhere yet (same rule as above).
+_TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
+    ChannelOptions: frozenset(
+        {
+            "allowed_delta_types",
+            "delta_publish",
+            "allow_tags_filter",
+            "subscribe_proxy_enabled",
+            "publish_proxy_enabled",
+            "sub_refresh_proxy_enabled",
+            "subscribe_stream_proxy_enabled",
+        }
+    ),
+    ClientConfig: frozenset(
+        {
+            "concurrency",
+            "channel_position_check_delay",
+            "channel_position_max_time_lag",
+            "user_id_http_header",
+        }
+    ),
+    PersonalChannelConfig: frozenset({"single_connection"}),
+    TokenConfig: frozenset({"insecure_skip_jwks_endpoint_safety_check"}),
+    WebsocketConfig: frozenset(
+        {
+            "compression",
+            "compression_level",
+            "compression_min_size",
+            "read_buffer_size",
+            "write_buffer_size",
+            "use_write_buffer_pool",
+        }
+    ),
+    RedisConfig: frozenset(
+        {
+            "force_resp2",
+            "cluster_address",
+            "sentinel_address",
+            "sentinel_master_name",
+            "history_use_lists",
+            "presence_hash_field_ttl",
+            "presence_user_mapping",
+        }
+    ),
+    AdminConfig: frozenset({"web_proxy_address"}),
+    Config: frozenset({"swagger", "pid_file"}),
+}
+
+
+def _collect(table: dict[type, frozenset[str]], cls: type) -> frozenset[str]:
     out: frozenset[str] = frozenset()
     for base in cls.__mro__:
-        out |= _EXTRA_KEYS.get(base, frozenset())
+        out |= table.get(base, frozenset())
     return out
+
+
+def _extra_keys(cls: type) -> frozenset[str]:
+    """Keys of ``cls`` accepted without a typed field (all of them not implemented)."""
+    return _collect(_UNTYPED_NOT_IMPLEMENTED, cls)
+
+
+def not_implemented(cls: type) -> frozenset[str]:
+    """Every key of ``cls`` that relay recognises but does not implement."""
+    return _extra_keys(cls) | _collect(_TYPED_NOT_IMPLEMENTED, cls)
 
 
 def _kind_of(hint: object) -> tuple[_Kind, type | None]:
@@ -147,7 +212,7 @@ def _namespace_env_prefix(name: str) -> str:
 
 
 def _ignored_env_prefixes(cls: type, path: str) -> Iterator[str]:
-    """Env prefixes of the silently accepted extra keys below ``cls``."""
+    """Env prefixes of the untyped not-implemented keys below ``cls``."""
     for key in sorted(_extra_keys(cls)):
         yield env_var_name(f"{path}.{key}" if path else key)
     for name, (kind, sub) in _schema(cls).items():

@@ -322,10 +322,12 @@ def test_serve_with_flags_env_and_warnings(
         "INSECURE client mode enabled, make sure you understand risks",
         "INSECURE admin mode enabled, make sure you understand risks",
         "unknown key in configuration file",
+        "config key is not implemented by relay and has no effect",
         "unknown var in environment",
     ]
     assert records[2]["key"] == "log_level"
-    assert records[3]["var"] == "CENTRIFUGO_BOGUS"
+    assert records[3]["key"] == "broker"  # --broker.enabled: recognised, not implemented
+    assert records[4]["var"] == "CENTRIFUGO_BOGUS"
     assert all(r["level"] == "warn" and "time" in r for r in records)
 
 

@@ -27,6 +27,7 @@ from relay.config import (
     parse_duration,
     validate,
 )
+from relay.config.load import NOT_IMPLEMENTED_WARNING
 from relay.errors import ConfigError
 
 # ---- durations ------------------------------------------------------------------------
@@ -359,6 +360,8 @@ def test_unknown_env_vars_and_filters() -> None:
     }
     warnings = load_config(None, env).warnings
     assert warnings == [
+        # recognised but not implemented: says so (the TLS one is false: nothing asked)
+        (NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_BROKER_ENABLED"}),
         ("unknown var in environment", {"var": "CENTRIFUGO_TOKEN_HMAC_SECRET_KEY"}),
         ("unknown var in environment", {"var": "CENTRIFUGO_UNKNOWN"}),
     ]
@@ -380,6 +383,46 @@ def test_unknown_file_keys(tmp_path: Path) -> None:
         "channel.namespaces.[1].foo",
     ]
     assert {w[0] for w in warnings} == {"unknown key in configuration file"}
+
+
+def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> None:
+    """One list of such keys (config/schema.py): untyped ones warn when anything inside
+    them is set, typed ones when they differ from their default."""
+    text = json.dumps(
+        {
+            "client": {
+                "proxy": {"connect": {"endpoint": "http://app/connect"}},
+                "channel_position_check_delay": "40s",  # the default: no warning
+                "concurrency": 8,
+            },
+            "broker": {"enabled": False},  # nothing asked for: no warning
+            "grpc_api": {"enabled": True},
+            "websocket": {"compression": True},
+            "channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": True}]},
+            "engine": {"redis": {"sentinel_address": ["127.0.0.1:26379"]}},
+        }
+    )
+    result = load_config(_write(tmp_path, "c.json", text), {})
+    keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
+    assert keys == [
+        "channel.namespaces.[0].subscribe_proxy_enabled",
+        "client.concurrency",
+        "client.proxy",
+        "engine.redis.sentinel_address",
+        "grpc_api",
+        "websocket.compression",
+    ]
+    assert all(m == NOT_IMPLEMENTED_WARNING for m, _ in result.warnings)
+
+
+def test_not_implemented_flags_warn(tmp_path: Path) -> None:
+    """The helm chart's --grpc_api.port: accepted, and the warning says it does nothing."""
+    result = load_config(None, {}, {"grpc_api.port": 10000, "uni_grpc.enabled": True})
+    keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
+    assert keys == ["grpc_api", "uni_grpc"]
+    env = {"CENTRIFUGO_GRPC_API_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
+    result = load_config(None, env)
+    assert result.warnings == [(NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_GRPC_API_ENABLED"})]
 
 
 # ---- precedence -----------------------------------------------------------------------
