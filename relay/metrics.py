@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.exposition import generate_latest
@@ -180,14 +181,24 @@ class Metrics:
         )
         if version:
             self.build.labels(version=version).set(1)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     # ---- updates ------------------------------------------------------------------------
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: the hot paths call these per message
+        (prometheus-client takes a lock and builds a key on every ``labels`` call)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def message_sent(self, kind: str, n: int = 1) -> None:
         if n:
-            self.messages_sent.labels(kind, "").inc(n)
+            self._child(self.messages_sent, kind, "").inc(n)
 
     def message_received(self, kind: str, n: int = 1) -> None:
-        self.messages_received.labels(kind, "").inc(n)
+        self._child(self.messages_received, kind, "").inc(n)
 
     def set_clients(self, clients: int, users: int) -> None:
         self.num_clients.set(clients)
@@ -198,7 +209,7 @@ class Metrics:
         self.num_channels.set(channels)
 
     def command(self, method: str, seconds: float) -> None:
-        self.command_duration.labels(method, "").observe(seconds)
+        self._child(self.command_duration, method, "").observe(seconds)
 
     def reply_error(self, method: str, code: int) -> None:
         self.reply_errors.labels(method, str(code), "").inc()
@@ -213,12 +224,12 @@ class Metrics:
         self.recovers.labels("yes" if recovered else "no", "", "").inc()
 
     def frame_received(self, size: int, transport: str = "websocket") -> None:
-        self.transport_received.labels(transport, "command", "").inc()
-        self.transport_received_size.labels(transport, "command", "").inc(size)
+        self._child(self.transport_received, transport, "command", "").inc()
+        self._child(self.transport_received_size, transport, "command", "").inc(size)
 
     def api_command(self, method: str, seconds: float, protocol: str = "http") -> None:
-        self.api_duration.labels(protocol, method).observe(seconds)
-        self.api_duration_histogram.labels(protocol, method).observe(seconds)
+        self._child(self.api_duration, protocol, method).observe(seconds)
+        self._child(self.api_duration_histogram, protocol, method).observe(seconds)
 
     def api_commands(self, method: str, n: int, seconds: float, protocol: str = "http") -> None:
         """``n`` commands that ran as one group in ``seconds`` (a batch's publishes).

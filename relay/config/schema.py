@@ -21,7 +21,8 @@ from relay.config.tree import (
     WebsocketConfig,
 )
 
-# Leaf kinds: "bool", "int", "dur" (float seconds), "str", "strs" (tuple of str);
+# Leaf kinds: "bool", "int", "dur" (float seconds), "str" (also a ``Literal`` of strings,
+# whose values ``validate`` checks), "strs" (tuple of str);
 # containers: "obj" (nested dataclass) and "nslist" (tuple of Namespace).
 _Kind = str
 _ENV_PREFIX = "CENTRIFUGO_"
@@ -136,8 +137,9 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
             "presence_user_mapping",
         }
     ),
+    HTTPServerConfig: frozenset({"internal_address", "internal_port"}),
     AdminConfig: frozenset({"web_proxy_address"}),
-    Config: frozenset({"swagger", "pid_file"}),
+    Config: frozenset({"swagger", "pid_file", "debug"}),
 }
 
 
@@ -167,9 +169,11 @@ def _kind_of(hint: object) -> tuple[_Kind, type | None]:
         return "dur", None
     if hint is str:
         return "str", None
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Literal and args and all(type(a) is str for a in args):
+        return "str", None  # an enumerated string option: loaded as str, checked by validate
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return "obj", hint
-    args = typing.get_args(hint)
     if typing.get_origin(hint) is tuple and args and args[0] is str:
         return "strs", None
     if typing.get_origin(hint) is tuple and args and args[0] is Namespace:

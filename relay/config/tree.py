@@ -2,6 +2,10 @@
 
 Durations are float seconds (parsed from Go duration strings such as ``"25s"``).
 The tree is frozen after loading and passed explicitly; nothing holds it in a global.
+Each field's docstring says what the key does; "not implemented" keys are the ones
+listed in :mod:`relay.config.schema`. Enumerated string options are ``Literal`` types;
+the loader treats them as plain strings and :func:`relay.config.validate` rejects
+values outside the set.
 
 Source: centrifugo ``internal/configtypes/types.go``, ``internal/configtypes/namespace.go``.
 """
@@ -9,6 +13,16 @@ Source: centrifugo ``internal/configtypes/types.go``, ``internal/configtypes/nam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+RecoveryMode: TypeAlias = Literal["", "stream", "cache"]
+"""``force_recovery_mode``: ``""`` means ``"stream"``."""
+PublicationDataFormat: TypeAlias = Literal["", "json", "json_object", "binary"]
+"""``publication_data_format`` (channel options and ``channel``)."""
+EngineType: TypeAlias = Literal["memory", "redis"]
+"""``engine.type``."""
+ErrorMode: TypeAlias = Literal["", "transport"]
+"""``http_api.error_mode``."""
 
 
 @dataclass(frozen=True)
@@ -16,37 +30,71 @@ class ChannelOptions:
     """Options of ``channel.without_namespace`` and of each namespace."""
 
     presence: bool = False
+    """Keep presence for the channels; needed by presence/presence_stats (else 108)."""
     join_leave: bool = False
+    """Emit join/leave events (pushed to subscribers that ask for them)."""
     force_push_join_leave: bool = False
+    """Push join/leave events to every subscriber without it asking."""
     history_size: int = 0
+    """Max publications kept in a channel's history (0 = no history; needs history_ttl)."""
     history_ttl: float = 0.0
+    """How long history is kept after the last publish (whole seconds; 0 = no history)."""
     history_meta_ttl: float = 0.0
+    """Stream meta (epoch, offset) TTL, >= history_ttl (0 = ``channel.history_meta_ttl``)."""
     force_positioning: bool = False
+    """Always enable positioning for subscriptions (needs history)."""
     allow_positioning: bool = False
+    """Let clients ask for positioning (needs history)."""
     force_recovery: bool = False
+    """Always enable recovery for subscriptions (needs history)."""
     allow_recovery: bool = False
-    force_recovery_mode: str = ""
+    """Let clients ask for recovery (needs history)."""
+    force_recovery_mode: RecoveryMode = ""
+    """Recovery mode: ``stream`` (missed publications) or ``cache`` (latest one); "" = stream."""
     allowed_delta_types: tuple[str, ...] = ()
+    """Delta types clients may ask for (only ``fossil``).
+    Not implemented by relay (warns when set)."""
     delta_publish: bool = False
+    """Treat every publication as ``delta: true``. Not implemented by relay (warns when set)."""
     allow_tags_filter: bool = False
+    """Let clients subscribe with a tags filter. Not implemented by relay (warns when set)."""
     allow_subscribe_for_client: bool = False
+    """Authenticated clients may subscribe without a subscription token."""
     allow_subscribe_for_anonymous: bool = False
+    """With allow_subscribe_for_client: anonymous clients may subscribe too."""
     allow_publish_for_client: bool = False
+    """Any authenticated client may publish."""
     allow_publish_for_subscriber: bool = False
+    """Clients subscribed to the channel may publish."""
     allow_publish_for_anonymous: bool = False
+    """Extends the two publish permissions above to anonymous clients."""
     allow_presence_for_client: bool = False
+    """Any authenticated client may call presence/presence_stats."""
     allow_presence_for_subscriber: bool = False
+    """Clients subscribed to the channel may call presence/presence_stats."""
     allow_presence_for_anonymous: bool = False
+    """Extends the two presence permissions above to anonymous clients."""
     allow_history_for_client: bool = False
+    """Any authenticated client may call history."""
     allow_history_for_subscriber: bool = False
+    """Clients subscribed to the channel may call history."""
     allow_history_for_anonymous: bool = False
+    """Extends the two history permissions above to anonymous clients."""
     allow_user_limited_channels: bool = False
+    """Enable user-limited channels (``chat#user1,user2``: only those users may subscribe)."""
     channel_regex: str = ""
-    publication_data_format: str = ""
+    """Regex the channel name after the namespace must match ("" = ASCII only)."""
+    publication_data_format: PublicationDataFormat = ""
+    """Publication data check: "" (non-empty), ``json``, ``json_object`` or ``binary`` (any);
+    "" falls back to ``channel.publication_data_format``."""
     subscribe_proxy_enabled: bool = False
+    """Proxy subscribe requests to a backend. Not implemented by relay (warns when set)."""
     publish_proxy_enabled: bool = False
+    """Proxy publish requests to a backend. Not implemented by relay (warns when set)."""
     sub_refresh_proxy_enabled: bool = False
+    """Proxy subscription refresh to a backend. Not implemented by relay (warns when set)."""
     subscribe_stream_proxy_enabled: bool = False
+    """Stream subscriptions from a backend. Not implemented by relay (warns when set)."""
 
     @property
     def history_enabled(self) -> bool:
@@ -58,19 +106,29 @@ class Namespace(ChannelOptions):
     """A named namespace: ``{"name": ..., <ChannelOptions>}``."""
 
     name: str = ""
+    """Namespace name (``^[-a-zA-Z0-9_.]{2,}$``, unique): channels ``<name>:...``."""
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
+    """Options of channels without a namespace."""
     namespaces: tuple[Namespace, ...] = ()
+    """The channel namespaces."""
     history_meta_ttl: float = 720 * 3600.0
-    publication_data_format: str = ""
+    """Default stream meta TTL (whole seconds, default 720h)."""
+    publication_data_format: PublicationDataFormat = ""
+    """Default publication_data_format for namespaces that leave it "" (same values)."""
     max_length: int = 255
+    """Max channel name length for client subscribe (default 255)."""
     private_prefix: str = "$"
+    """Prefix of private channels, which need a subscription token (default ``$``)."""
     namespace_boundary: str = ":"
+    """Separator between namespace and channel name (default ``:``)."""
     user_boundary: str = "#"
+    """Start of the user list of a user-limited channel (default ``#``)."""
     user_separator: str = ","
+    """Separator of users in a user-limited channel (default ``,``)."""
 
 
 @dataclass(frozen=True)
@@ -78,17 +136,30 @@ class TokenConfig:
     """``client.token``: how connection JWTs are verified."""
 
     hmac_secret_key: str = ""
+    """Secret for HS256/HS384/HS512 tokens ("" = HMAC off)."""
     hmac_previous_secret_key: str = ""
+    """Previous HMAC secret, still accepted during key rotation."""
     hmac_previous_secret_key_valid_until: int = 0
+    """Unix time (seconds) after which the previous HMAC secret is rejected."""
     rsa_public_key: str = ""
+    """PEM RSA public key for RS256/RS384/RS512 tokens."""
     ecdsa_public_key: str = ""
+    """PEM ECDSA public key for ES256/ES384/ES512 tokens."""
     jwks_public_endpoint: str = ""
+    """JWKS URL for token keys. relay does not support JWKS: when set, every token is
+    rejected."""
     audience: str = ""
+    """Required ``aud`` claim (exclusive with audience_regex)."""
     audience_regex: str = ""
+    """Regex the ``aud`` claim must match (exclusive with audience)."""
     issuer: str = ""
+    """Required ``iss`` claim (exclusive with issuer_regex)."""
     issuer_regex: str = ""
+    """Regex the ``iss`` claim must match (exclusive with issuer)."""
     user_id_claim: str = ""
+    """Claim holding the user ID ("" = ``sub``; must match ``^[a-zA-Z_]+$``)."""
     insecure_skip_jwks_endpoint_safety_check: bool = False
+    """Skip the JWKS endpoint URL safety check. Not implemented by relay (warns when set)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +167,7 @@ class SubscriptionTokenConfig(TokenConfig):
     """``client.subscription_token``: a separate verifier when ``enabled``."""
 
     enabled: bool = False
+    """Verify subscription tokens with these keys (else with ``client.token``)."""
 
 
 @dataclass(frozen=True)
@@ -103,116 +175,202 @@ class PersonalChannelConfig:
     """``client.subscribe_to_user_personal_channel``."""
 
     enabled: bool = False
+    """Subscribe every authenticated connection to its user's ``<ns>:#<user>`` channel."""
     personal_channel_namespace: str = ""
+    """Namespace of the personal channel ("" = no namespace); it must exist."""
     single_connection: bool = False
+    """Keep one connection per user (needs presence).
+    Not implemented by relay (warns when set)."""
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     allowed_origins: tuple[str, ...] = ()
+    """Glob patterns for the ``Origin`` header (empty: requests with an Origin are refused)."""
     token: TokenConfig = field(default_factory=TokenConfig)
+    """Connection token verification."""
     subscription_token: SubscriptionTokenConfig = field(default_factory=SubscriptionTokenConfig)
+    """Subscription token verification (separate keys when enabled)."""
     allow_anonymous_connect_without_token: bool = False
+    """Connect without a token as anonymous user ""."""
     disallow_anonymous_connection_tokens: bool = False
+    """Reject connection tokens with an empty user (disconnect 3507)."""
     insecure: bool = False
+    """No authentication; every channel operation allowed, token expiry ignored."""
     insecure_skip_token_signature_verify: bool = False
+    """Accept tokens without checking their signature."""
     ping_interval: float = 25.0
+    """Server ping period (default 25s, negative disables); must exceed pong_timeout."""
     pong_timeout: float = 8.0
+    """Wait for the client's pong before disconnect 3012 (default 8s, negative disables)."""
     expired_close_delay: float = 25.0
+    """Grace after connection expiry before disconnect 3005 (default 25s)."""
     expired_sub_close_delay: float = 25.0
+    """Grace after subscription expiry before disconnect 3006 (default 25s)."""
     stale_close_delay: float = 10.0
+    """Close a connection that sends no connect command within this time (default 10s)."""
     channel_limit: int = 128
+    """Max channels per connection (default 128; over it: 106, or 3505 on connect)."""
     queue_max_size: int = 1048576
+    """Max bytes queued to a client before disconnect 3008 "slow" (default 1 MiB)."""
     presence_update_interval: float = 27.0
+    """Period for refreshing presence of every subscription (default 27s)."""
     concurrency: int = 0
+    """Commands of one connection processed concurrently (0/1 = sequentially).
+    Not implemented by relay (warns when set)."""
     channel_position_check_delay: float = 40.0
+    """Period of the stream position check (default 40s).
+    Not implemented by relay (warns when set)."""
     channel_position_max_time_lag: float = 0.0
+    """Max time lag of the position check. Not implemented by relay (warns when set)."""
     connection_limit: int = 0
+    """Max connections of the node (0 = no limit; relay: split over workers)."""
     user_connection_limit: int = 0
+    """Max connections of one user on the node (0 = no limit; over it: 3504)."""
     connection_rate_limit: int = 0
+    """Max new connections per second of the node (0 = no limit; relay: split over workers)."""
     connect_include_server_time: bool = False
+    """Include the server time (ms) in the connect reply."""
     history_max_publication_limit: int = 300
+    """Cap on the ``limit`` of a client history call (default 300; 0 = no cap)."""
     recovery_max_publication_limit: int = 300
+    """Max publications recovered on subscribe (default 300; 0 = no cap)."""
     user_id_http_header: str = ""
+    """Take the user ID from this HTTP header. Not implemented by relay (warns when set)."""
     subscribe_to_user_personal_channel: PersonalChannelConfig = field(
         default_factory=PersonalChannelConfig
     )
+    """Automatic subscription to the user's personal channel."""
 
 
 @dataclass(frozen=True)
 class HTTPServerConfig:
     address: str = ""
+    """Address to listen on ("" = all interfaces)."""
     port: int = 8000
+    """Port to listen on (default 8000)."""
     internal_address: str = ""
+    """Address of the internal endpoints. Not implemented by relay (warns when set)."""
     internal_port: str = ""
+    """Port of the internal endpoints ("" = ``port``). Not implemented by relay (warns when
+    set)."""
 
 
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
+    """none|trace|debug|info|warn|error|fatal, any case (default info; unknown: info + WARN)."""
     file: str = ""
+    """Append JSON log lines to this file ("" = stderr)."""
 
 
 @dataclass(frozen=True)
 class HTTPAPIConfig:
     disabled: bool = False
+    """Turn the server HTTP API off."""
     handler_prefix: str = "/api"
+    """Path of the HTTP API (default ``/api``; methods at ``<prefix>/<method>``)."""
     key: str = ""
+    """API key (``X-API-Key`` header etc.); "" and not insecure: every call is 401."""
     insecure: bool = False
+    """Skip the API key check."""
     external: bool = False
-    error_mode: str = ""
+    """Serve the API on the external port: relay serves everything on its one port, as
+    Centrifugo does without ``internal_port``."""
+    error_mode: ErrorMode = ""
+    """``transport``: errors as HTTP status codes instead of 200 + error body."""
 
 
 @dataclass(frozen=True)
 class AdminConfig:
     enabled: bool = False
+    """Serve the admin web UI and its ``/admin/*`` API."""
     handler_prefix: str = ""
+    """Path prefix of the admin UI ("" = ``/``)."""
     password: str = ""
+    """Admin login password ("" = login refused)."""
     secret: str = ""
+    """Secret signing admin session tokens ("" = login refused)."""
     insecure: bool = False
+    """No admin login: the admin API is open."""
     external: bool = False
+    """Serve the admin on the external port: relay serves everything on its one port, as
+    Centrifugo does without ``internal_port``."""
     web_path: str = ""
+    """Directory of a custom admin UI ("" = the built-in one)."""
     web_proxy_address: str = ""
+    """Proxy the admin UI to this address (development).
+    Not implemented by relay (warns when set)."""
 
 
 @dataclass(frozen=True)
 class RedisConfig:
     address: tuple[str, ...] = ("redis://127.0.0.1:6379",)
+    """Redis URL(s); several are independent shards (default ``redis://127.0.0.1:6379``)."""
     prefix: str = "centrifugo"
+    """Prefix of every Redis key and channel (default ``centrifugo``)."""
     connect_timeout: float = 1.0
+    """Redis connect timeout (default 1s)."""
     io_timeout: float = 4.0
+    """Timeout of every Redis command (default 4s)."""
     db: int = 0
+    """Redis database number."""
     user: str = ""
+    """Redis ACL user name."""
     password: str = ""
+    """Redis password."""
     client_name: str = ""
+    """Connection name (``CLIENT SETNAME``)."""
     force_resp2: bool = False
+    """Use RESP2 instead of RESP3. Not implemented by relay (warns when set)."""
     cluster_address: tuple[str, ...] = ()
+    """Redis Cluster seed addresses. Not implemented by relay (warns when set)."""
     sentinel_address: tuple[str, ...] = ()
+    """Redis Sentinel addresses. Not implemented by relay (warns when set)."""
     sentinel_master_name: str = ""
+    """Sentinel master name. Not implemented by relay (warns when set)."""
     history_use_lists: bool = False
+    """Keep history in lists instead of streams. Not implemented by relay (warns when set)."""
     presence_ttl: float = 60.0
+    """How long a presence entry lives without refresh (default 60s)."""
     presence_hash_field_ttl: bool = False
+    """Use hash field TTLs for presence (Redis >= 7.4).
+    Not implemented by relay (warns when set)."""
     presence_user_mapping: bool = False
+    """Keep a user -> connections mapping for presence stats.
+    Not implemented by relay (warns when set)."""
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    type: str = "memory"
+    type: EngineType = "memory"
+    """Engine: ``memory`` (default) or ``redis``."""
     redis: RedisConfig = field(default_factory=RedisConfig)
+    """Options of the Redis engine."""
 
 
 @dataclass(frozen=True)
 class WebsocketConfig:
     disabled: bool = False
+    """Turn the WebSocket transport off."""
     handler_prefix: str = "/connection/websocket"
+    """Path of the WebSocket endpoint (default ``/connection/websocket``)."""
     message_size_limit: int = 65536
+    """Max incoming message size in bytes (default 65536; larger: close 1009)."""
     write_timeout: float = 1.0
+    """Max time of a blocked write before disconnect (default 1s)."""
     compression: bool = False
+    """Allow permessage-deflate. Not implemented by relay (warns when set)."""
     compression_level: int = 1
+    """Deflate level (default 1). Not implemented by relay (warns when set)."""
     compression_min_size: int = 0
+    """Min message size to compress, bytes. Not implemented by relay (warns when set)."""
     read_buffer_size: int = 0
+    """Read buffer size in bytes. Not implemented by relay (warns when set)."""
     write_buffer_size: int = 0
+    """Write buffer size in bytes. Not implemented by relay (warns when set)."""
     use_write_buffer_pool: bool = False
+    """Share write buffers between connections. Not implemented by relay (warns when set)."""
 
 
 @dataclass(frozen=True)
@@ -220,18 +378,23 @@ class EndpointConfig:
     """``prometheus``, ``health``, ``swagger``, ``debug``: enabled + handler prefix."""
 
     enabled: bool = False
+    """Serve the endpoint."""
     handler_prefix: str = ""
+    """Path of the endpoint ("" = its default path)."""
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     name: str = ""
+    """Node name ("" = ``<hostname>_<port>``)."""
     info_metrics_aggregate_interval: float = 60.0
+    """Period of the metrics snapshot in the ``info`` reply (default 60s)."""
 
 
 @dataclass(frozen=True)
 class ShutdownConfig:
     timeout: float = 30.0
+    """Graceful shutdown limit before a hard exit (default 30s; relay waits at most 5s)."""
 
 
 @dataclass(frozen=True)
@@ -239,26 +402,42 @@ class Config:
     """The root of the tree (Centrifugo v6 top-level sections)."""
 
     http_server: HTTPServerConfig = field(default_factory=HTTPServerConfig)
+    """Listener address and port."""
     log: LogConfig = field(default_factory=LogConfig)
+    """Log level and file."""
     engine: EngineConfig = field(default_factory=EngineConfig)
+    """Broker and presence engine."""
     client: ClientConfig = field(default_factory=ClientConfig)
+    """Client connections: auth, timeouts, limits."""
     channel: ChannelConfig = field(default_factory=ChannelConfig)
+    """Channel options and namespaces."""
     http_api: HTTPAPIConfig = field(default_factory=HTTPAPIConfig)
+    """Server HTTP API."""
     admin: AdminConfig = field(default_factory=AdminConfig)
+    """Admin web UI."""
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
+    """WebSocket transport."""
     prometheus: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/metrics")
     )
+    """Prometheus metrics endpoint (default path ``/metrics``)."""
     health: EndpointConfig = field(default_factory=lambda: EndpointConfig(handler_prefix="/health"))
+    """Health check endpoint (default path ``/health``)."""
     swagger: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/swagger")
     )
+    """Swagger UI of the HTTP API. Not implemented by relay (warns when set)."""
     debug: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/debug/pprof")
     )
+    """Go pprof endpoints (default path ``/debug/pprof``). Not implemented by relay (warns
+    when set)."""
     node: NodeConfig = field(default_factory=NodeConfig)
+    """Node name and info metrics."""
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    """Graceful shutdown."""
     pid_file: str = ""
+    """Write the process ID to this file. Not implemented by relay (warns when set)."""
     workers: int = 0
     """relay's own key: worker processes (0 = CPU count). Env ``CENTRIFUGO_WORKERS``."""
 

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import re
+import typing
 
 from relay.config.durations import _NS_PER_SECOND, format_duration
-from relay.config.tree import ChannelConfig, ChannelOptions, Config, TokenConfig
+from relay.config.tree import (
+    ChannelConfig,
+    ChannelOptions,
+    Config,
+    EngineType,
+    ErrorMode,
+    PublicationDataFormat,
+    RecoveryMode,
+    TokenConfig,
+)
 from relay.errors import ConfigError
 
 _NAMESPACE_NAME = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 _USER_ID_CLAIM = re.compile(r"^[a-zA-Z_]+$")
-_RECOVERY_MODES = frozenset({"", "stream", "cache"})
-_DATA_FORMATS = frozenset({"", "json", "json_object", "binary"})
+# The accepted values of the enumerated options are their ``Literal`` types in ``tree``.
+_RECOVERY_MODES: frozenset[str] = frozenset(typing.get_args(RecoveryMode))
+_DATA_FORMATS: frozenset[str] = frozenset(typing.get_args(PublicationDataFormat))
 _DELTA_TYPES = frozenset({"fossil"})
-_ENGINE_TYPES = frozenset({"memory", "redis"})
-_ERROR_MODES = frozenset({"", "transport"})
+_ENGINE_TYPES: frozenset[str] = frozenset(typing.get_args(EngineType))
+_ERROR_MODES: frozenset[str] = frozenset(typing.get_args(ErrorMode))
 
 
 def _check_whole_seconds(value: float, key: str, prefix: str) -> None:
