@@ -23,6 +23,7 @@ from relay.protocol.api_requests import (
     decode_publish_fast,
     publish_request,
 )
+from relay.protocol.schema import API_MESSAGES, API_METHODS
 
 __all__ = [
     "METHODS",
@@ -37,79 +38,39 @@ __all__ = [
 #: A field type: a kind name (see ``_CONVERTERS``) or a nested object schema.
 Spec = str | dict[str, Any]
 
-# ---- request schemas (centrifugo internal/apiproto/api.proto) --------------------------
-_STREAM_POSITION: dict[str, Spec] = {"offset": "uint64", "epoch": "str"}
-_BOOL_VALUE: dict[str, Spec] = {"value": "bool"}
-_OVERRIDE: dict[str, Spec] = {
-    key: _BOOL_VALUE
-    for key in (
-        "presence",
-        "join_leave",
-        "force_recovery",
-        "force_positioning",
-        "force_push_join_leave",
-    )
-}
-_PUBLISH_FIELDS: dict[str, Spec] = {
-    "data": "json",
-    "b64data": "str",
-    "skip_history": "bool",
-    "tags": "map_str",
-    "idempotency_key": "str",
-    "delta": "bool",
-    "version": "uint64",
-    "version_epoch": "str",
-}
-_TARGET: dict[str, Spec] = {"user": "str", "client": "str", "session": "str"}
-_CHANNEL: dict[str, Spec] = {"channel": "str"}
-
-SCHEMAS: dict[str, dict[str, Spec]] = {
-    "publish": {**_CHANNEL, **_PUBLISH_FIELDS},
-    "broadcast": {"channels": "list_str", **_PUBLISH_FIELDS},
-    "subscribe": {
-        **_TARGET,
-        **_CHANNEL,
-        "expire_at": "int64",
-        "info": "json",
-        "b64info": "str",
-        "data": "json",
-        "b64data": "str",
-        "recover_since": _STREAM_POSITION,
-        "override": _OVERRIDE,
-    },
-    "unsubscribe": {**_TARGET, **_CHANNEL},
-    "disconnect": {
-        **_TARGET,
-        "whitelist": "list_str",
-        "disconnect": {"code": "uint32", "reason": "str"},
-    },
-    "refresh": {**_TARGET, "expired": "bool", "expire_at": "int64", "info": "json"},
-    "presence": dict(_CHANNEL),
-    "presence_stats": dict(_CHANNEL),
-    "history": {**_CHANNEL, "limit": "int32", "since": _STREAM_POSITION, "reverse": "bool"},
-    "history_remove": dict(_CHANNEL),
-    "channels": {"pattern": "str"},
-    "info": {},
-    "rpc": {"method": "str", "params": "json"},
-    "batch": {"commands": "commands", "parallel": "bool"},
+# ---- request schemas: derived from the API tables of protocol/schema.py ----------------
+#: protocol scalar kind -> this decoder's converter kind (``bytes`` are raw JSON here)
+_KINDS = {
+    "string": "str",
+    "bool": "bool",
+    "bytes": "json",
+    "int32": "int32",
+    "int64": "int64",
+    "uint32": "uint32",
+    "uint64": "uint64",
 }
 
-#: Methods a batch command may name, in Centrifugo's lookup order.
-METHODS: tuple[str, ...] = (
-    "publish",
-    "broadcast",
-    "subscribe",
-    "unsubscribe",
-    "disconnect",
-    "presence",
-    "presence_stats",
-    "history",
-    "history_remove",
-    "info",
-    "rpc",
-    "refresh",
-    "channels",
-)
+
+def _spec(message: str) -> dict[str, Spec]:
+    """The decoder's view of one ``API_MESSAGES`` table."""
+    out: dict[str, Spec] = {}
+    for f in API_MESSAGES[message]:
+        if f.label == "repeated":
+            out[f.name] = "commands" if f.ref == "Command" else "list_" + _KINDS[f.kind]
+        elif f.label == "map":
+            out[f.name] = "map_" + _KINDS[f.ref]
+        elif f.kind == "msg":
+            # A batch command's field names its method, whose converter decodes it.
+            out[f.name] = f.name if message == "Command" else _spec(f.ref)
+        else:
+            out[f.name] = _KINDS[f.kind]
+    return out
+
+
+SCHEMAS: dict[str, dict[str, Spec]] = {m: _spec(ref) for m, ref in API_METHODS.items()}
+
+#: Methods a batch command may name, in Centrifugo's lookup order (api.proto ``Command``).
+METHODS: tuple[str, ...] = tuple(f.name for f in API_MESSAGES["Command"])
 _COMMAND_SCHEMA: dict[str, Spec] = {m: m for m in METHODS}
 _INT_BOUNDS = {
     "int32": (-(2**31), 2**31 - 1),

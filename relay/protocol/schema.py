@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Field", "MESSAGES", "COMMAND_METHODS", "REPLY_RESULTS", "SCALAR_KINDS"]
+__all__ = [
+    "Field",
+    "MESSAGES",
+    "API_MESSAGES",
+    "API_METHODS",
+    "COMMAND_METHODS",
+    "REPLY_RESULTS",
+    "SCALAR_KINDS",
+]
 
 
 class Field(NamedTuple):
@@ -241,6 +249,115 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         F("ttl", 4, "uint32"),
     ),
     "SubRefreshResult": (F("expires", 1, "bool"), F("ttl", 2, "uint32")),
+}
+
+#: The server API's request messages (centrifugo ``internal/apiproto/api.proto``), in the
+#: same tables: ``bytes`` fields carry raw JSON in the HTTP API. ``api/requests.py``
+#: decodes requests by walking these.
+API_MESSAGES: dict[str, tuple[Field, ...]] = {
+    "Command": (
+        F("publish", 4, "msg", "PublishRequest"),
+        F("broadcast", 5, "msg", "BroadcastRequest"),
+        F("subscribe", 6, "msg", "SubscribeRequest"),
+        F("unsubscribe", 7, "msg", "UnsubscribeRequest"),
+        F("disconnect", 8, "msg", "DisconnectRequest"),
+        F("presence", 9, "msg", "PresenceRequest"),
+        F("presence_stats", 10, "msg", "PresenceStatsRequest"),
+        F("history", 11, "msg", "HistoryRequest"),
+        F("history_remove", 12, "msg", "HistoryRemoveRequest"),
+        F("info", 13, "msg", "InfoRequest"),
+        F("rpc", 14, "msg", "RPCRequest"),
+        F("refresh", 15, "msg", "RefreshRequest"),
+        F("channels", 16, "msg", "ChannelsRequest"),
+    ),
+    "BatchRequest": (
+        F("commands", 1, "msg", "Command", "repeated"),
+        F("parallel", 2, "bool"),
+    ),
+    "PublishRequest": (
+        F("channel", 1, "string"),
+        F("data", 2, "bytes"),
+        F("b64data", 3, "string"),
+        F("skip_history", 4, "bool"),
+        F("tags", 5, "string", "string", "map"),
+        F("idempotency_key", 6, "string"),
+        F("delta", 7, "bool"),
+        F("version", 8, "uint64"),
+        F("version_epoch", 9, "string"),
+    ),
+    "BroadcastRequest": (
+        F("channels", 1, "string", "", "repeated"),
+        F("data", 2, "bytes"),
+        F("b64data", 3, "string"),
+        F("skip_history", 4, "bool"),
+        F("tags", 5, "string", "string", "map"),
+        F("idempotency_key", 6, "string"),
+        F("delta", 7, "bool"),
+        F("version", 8, "uint64"),
+        F("version_epoch", 9, "string"),
+    ),
+    "SubscribeRequest": (
+        F("channel", 1, "string"),
+        F("user", 2, "string"),
+        F("expire_at", 3, "int64"),
+        F("info", 4, "bytes"),
+        F("b64info", 5, "string"),
+        F("client", 6, "string"),
+        F("data", 7, "bytes"),
+        F("b64data", 8, "string"),
+        F("recover_since", 9, "msg", "StreamPosition"),
+        F("override", 10, "msg", "SubscribeOptionOverride"),
+        F("session", 11, "string"),
+    ),
+    "BoolValue": (F("value", 1, "bool"),),
+    "SubscribeOptionOverride": (
+        F("presence", 1, "msg", "BoolValue"),
+        F("join_leave", 2, "msg", "BoolValue"),
+        F("force_recovery", 3, "msg", "BoolValue"),
+        F("force_positioning", 4, "msg", "BoolValue"),
+        F("force_push_join_leave", 5, "msg", "BoolValue"),
+    ),
+    "UnsubscribeRequest": (
+        F("channel", 1, "string"),
+        F("user", 2, "string"),
+        F("client", 3, "string"),
+        F("session", 4, "string"),
+    ),
+    "Disconnect": (F("code", 1, "uint32"), F("reason", 2, "string")),
+    "DisconnectRequest": (
+        F("user", 1, "string"),
+        F("disconnect", 2, "msg", "Disconnect"),
+        F("client", 3, "string"),
+        F("whitelist", 4, "string", "", "repeated"),
+        F("session", 5, "string"),
+    ),
+    "PresenceRequest": (F("channel", 1, "string"),),
+    "PresenceStatsRequest": (F("channel", 1, "string"),),
+    "StreamPosition": (F("offset", 1, "uint64"), F("epoch", 2, "string")),
+    "HistoryRequest": (
+        F("channel", 1, "string"),
+        F("limit", 2, "int32"),
+        F("since", 3, "msg", "StreamPosition"),
+        F("reverse", 4, "bool"),
+    ),
+    "HistoryRemoveRequest": (F("channel", 1, "string"),),
+    "InfoRequest": (),
+    "RPCRequest": (F("method", 1, "string"), F("params", 2, "bytes")),
+    "RefreshRequest": (
+        F("user", 1, "string"),
+        F("client", 2, "string"),
+        F("expired", 3, "bool"),
+        F("expire_at", 4, "int64"),
+        F("info", 5, "bytes"),
+        F("session", 6, "string"),
+    ),
+    "ChannelsRequest": (F("pattern", 1, "string"),),
+}
+
+#: Server API method -> its request message.
+API_METHODS: dict[str, str] = {
+    **{f.name: f.ref for f in API_MESSAGES["Command"]},
+    "batch": "BatchRequest",
 }
 
 del F
