@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from relay import CENTRIFUGO_VERSION
@@ -74,7 +74,7 @@ class Node:
         self.shutting_down = False
         self.link: ClusterLink | None = None
         self._broker_lost: set[str] = set()
-        self.control_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        self.control_handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
         engine.set_event_handler(self)
 
     # ---- engine events ----------------------------------------------------------------
@@ -113,6 +113,9 @@ class Node:
     # ---- the engine: history, presence, join/leave (only the node touches it) ----------
     async def history(self, channel: str, flt: HistoryFilter, meta_ttl: float) -> HistoryResult:
         return await self.engine.history(channel, flt, meta_ttl)
+
+    async def remove_history(self, channel: str) -> None:
+        await self.engine.remove_history(channel)
 
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
         await self.engine.add_presence(channel, client_id, info)
@@ -190,11 +193,12 @@ class Node:
         self.link = link
         await link.attach(self)
 
-    async def control(self, op: str, req: dict[str, Any]) -> None:
+    async def control(self, op: str, req: Mapping[str, Any]) -> None:
         """Run a connection action (subscribe, unsubscribe, disconnect, refresh) everywhere."""
+        plain = dict(req)  # what crosses to the other workers: a plain dict
         if self.link is not None:
-            self.link.broadcast(op, req)
-        await self._apply_control(op, req)
+            self.link.broadcast(op, plain)
+        await self._apply_control(op, plain)
 
     def apply_control(self, op: str, req: dict[str, Any]) -> None:
         """A control operation that another worker broadcast."""

@@ -10,7 +10,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from relay.api.payloads import Request, Result, error_dict, position_result, publish_payload
+from relay.api.params import BatchParams
+from relay.api.payloads import Result, error_dict, position_result, publish_payload
 from relay.api.requests import METHODS, BatchCommand
 from relay.engines.base import PublishOptions
 from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, ReplyError
@@ -38,7 +39,7 @@ class BatchMixin:
             self, method: str, req: Any, protocol: str = "http", decoded: bool = False
         ) -> Result: ...
 
-    async def _batch_request(self, req: Request) -> Result:
+    async def _batch_request(self, req: BatchParams) -> Result:
         return await self.batch(req.get("commands") or [], bool(req.get("parallel", False)))
 
     async def batch(self, commands: list[BatchCommand], parallel: bool = False) -> Result:

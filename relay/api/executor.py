@@ -21,8 +21,19 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from relay.api.batch import BatchMixin
+from relay.api.params import (
+    BroadcastParams,
+    ChannelParams,
+    ChannelsParams,
+    DisconnectParams,
+    HistoryParams,
+    RefreshParams,
+    RPCParams,
+    SubscribeParams,
+    UnsubscribeParams,
+)
 from relay.api.payloads import (
-    Request,
+    Params,
     Result,
     client_info,
     error_dict,
@@ -139,7 +150,7 @@ class Executor(BatchMixin):
         return position_result(sp)
 
     async def _publish_one(
-        self, channel: str, data: bytes, data_json: bool, req: Request
+        self, channel: str, data: bytes, data_json: bool, req: BroadcastParams
     ) -> Result:
         node = self.node
         opts = node.rules.resolve(channel)
@@ -160,7 +171,7 @@ class Executor(BatchMixin):
             log.error("publish to %s failed: %r", channel, exc)
             raise ReplyError(ERROR_INTERNAL) from exc
 
-    async def broadcast(self, req: Request) -> Result:
+    async def broadcast(self, req: BroadcastParams) -> Result:
         """Publish into many channels concurrently; per-channel responses in request order."""
         channels: list[str] = req.get("channels") or []
         if not channels:
@@ -172,7 +183,7 @@ class Executor(BatchMixin):
         return {"responses": list(responses)}
 
     async def _broadcast_one(
-        self, channel: str, data: bytes, data_json: bool, req: Request
+        self, channel: str, data: bytes, data_json: bool, req: BroadcastParams
     ) -> Result:
         try:
             if not channel:
@@ -183,17 +194,17 @@ class Executor(BatchMixin):
             return {"error": error_dict(exc.error)}
 
     # ---- connection actions ------------------------------------------------------------
-    def _targets(self, req: Request) -> list[Connection]:
+    def _targets(self, req: Params) -> list[Connection]:
         """This node's connections of exactly ``user``, narrowed to ``client`` if set."""
         return self.node.hub.user_connections(req.get("user", ""), req.get("client", ""))
 
-    async def subscribe(self, req: Request) -> Result:
+    async def subscribe(self, req: SubscribeParams) -> Result:
         """Server-side subscribe of matching connections on every worker (b64 ignored, v6.6)."""
         self.node.rules.resolve(require_channel(req))
         await self.node.control("subscribe", req)
         return {}
 
-    async def _subscribe_local(self, req: Request) -> None:
+    async def _subscribe_local(self, req: SubscribeParams) -> None:
         channel = req["channel"]
         expire_at = req.get("expire_at", 0)
         for client in self._targets(req):
@@ -209,7 +220,7 @@ class Executor(BatchMixin):
             except ReplyError as exc:
                 log.info("server-side subscribe of %s to %s failed: %s", client.uid, channel, exc)
 
-    async def unsubscribe(self, req: Request) -> Result:
+    async def unsubscribe(self, req: UnsubscribeParams) -> Result:
         """Unsubscribe matching connections from ``channel`` (no-op when it is empty)."""
         channel = str(req.get("channel", ""))
         if channel:
@@ -217,16 +228,16 @@ class Executor(BatchMixin):
             await self.node.control("unsubscribe", req)
         return {}
 
-    async def _unsubscribe_local(self, req: Request) -> None:
+    async def _unsubscribe_local(self, req: UnsubscribeParams) -> None:
         for client in self._targets(req):
             client.unsubscribe_server(req["channel"])
 
-    async def disconnect(self, req: Request) -> Result:
+    async def disconnect(self, req: DisconnectParams) -> Result:
         """Close matching connections (default 3503 ``force disconnect``), minus ``whitelist``."""
         await self.node.control("disconnect", req)
         return {}
 
-    async def _disconnect_local(self, req: Request) -> None:
+    async def _disconnect_local(self, req: DisconnectParams) -> None:
         spec = req.get("disconnect") or {}
         code = int(spec.get("code", 0))
         disconnect = (
@@ -237,12 +248,12 @@ class Executor(BatchMixin):
             if client.uid not in keep:
                 client.disconnect(disconnect)
 
-    async def refresh(self, req: Request) -> Result:
+    async def refresh(self, req: RefreshParams) -> Result:
         """Refresh (or expire with 3005) matching connections."""
         await self.node.control("refresh", req)
         return {}
 
-    async def _refresh_local(self, req: Request) -> None:
+    async def _refresh_local(self, req: RefreshParams) -> None:
         info = raw_or_none(req, "info")
         for client in self._targets(req):
             client.refresh_server(
@@ -250,35 +261,35 @@ class Executor(BatchMixin):
             )
 
     # ---- presence and history ----------------------------------------------------------
-    def _options(self, req: Request) -> tuple[str, ChannelOptions]:
+    def _options(self, req: Params) -> tuple[str, ChannelOptions]:
         channel = require_channel(req)
         return channel, self.node.rules.resolve(channel)
 
-    def _presence_options(self, req: Request) -> str:
+    def _presence_options(self, req: Params) -> str:
         channel, opts = self._options(req)
         if not opts.presence:
             raise ReplyError(ERROR_NOT_AVAILABLE)
         return channel
 
-    def _history_options(self, req: Request) -> tuple[str, ChannelOptions]:
+    def _history_options(self, req: Params) -> tuple[str, ChannelOptions]:
         channel, opts = self._options(req)
         if not opts.history_enabled:
             raise ReplyError(ERROR_NOT_AVAILABLE)
         return channel, opts
 
-    async def presence(self, req: Request) -> Result:
+    async def presence(self, req: ChannelParams) -> Result:
         """``{"presence": {client_id: ClientInfo}}``; 108 when the namespace has no presence."""
         channel = self._presence_options(req)
-        entries = await self.node.engine.presence(channel)
+        entries = await self.node.presence(channel)
         return {"presence": {cid: client_info(info) for cid, info in entries.items()}}
 
-    async def presence_stats(self, req: Request) -> Result:
+    async def presence_stats(self, req: ChannelParams) -> Result:
         """``{"num_clients", "num_users"}``; 108 when the namespace has no presence."""
         channel = self._presence_options(req)
-        clients, users = await self.node.engine.presence_stats(channel)
+        clients, users = await self.node.presence_stats(channel)
         return {"num_clients": clients, "num_users": users}
 
-    async def history(self, req: Request) -> Result:
+    async def history(self, req: HistoryParams) -> Result:
         """Stream read: ``{"publications", "epoch", "offset"}``; 108 without history, 112."""
         channel, opts = self._history_options(req)
         flt = HistoryFilter(
@@ -287,7 +298,7 @@ class Executor(BatchMixin):
             reverse=bool(req.get("reverse", False)),
         )
         try:
-            res = await self.node.engine.history(channel, flt, opts.history_meta_ttl)
+            res = await self.node.history(channel, flt, opts.history_meta_ttl)
         except ReplyError as exc:
             if exc.error.code == ERROR_UNRECOVERABLE_POSITION.code:
                 raise
@@ -298,14 +309,14 @@ class Executor(BatchMixin):
             "offset": res.position.offset,
         }
 
-    async def history_remove(self, req: Request) -> Result:
+    async def history_remove(self, req: ChannelParams) -> Result:
         """Drop a stream's publications (its position stays); 108 without history."""
         channel, _ = self._history_options(req)
-        await self.node.engine.remove_history(channel)
+        await self.node.remove_history(channel)
         return {}
 
     # ---- node ---------------------------------------------------------------------------
-    async def channels(self, req: Request) -> Result:
+    async def channels(self, req: ChannelsParams) -> Result:
         """Channels with local subscribers matching the glob ``pattern`` (100 if invalid)."""
         pattern = str(req.get("pattern", ""))
         try:
@@ -324,7 +335,7 @@ class Executor(BatchMixin):
             }
         }
 
-    async def info(self, req: Request) -> Result:
+    async def info(self, req: Params) -> Result:
         """One entry per node (its workers summed), this node first; with Redis, every
         node of the cluster that answers the survey."""
         node = self.node
@@ -360,7 +371,7 @@ class Executor(BatchMixin):
         entry["num_subs"] = sum(p["num_subs"] for p in parts)
         return entry
 
-    async def rpc(self, req: Request) -> Result:
+    async def rpc(self, req: RPCParams) -> Result:
         """No server API RPC extensions exist: 107 for an empty method, else 104."""
         if not req.get("method"):
             raise ReplyError(ERROR_BAD_REQUEST)

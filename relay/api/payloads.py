@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from relay.errors import ERROR_BAD_REQUEST, ERROR_INTERNAL, Error, ReplyError
@@ -19,6 +20,7 @@ from relay.protocol.channels import Override
 from relay.protocol.messages import ClientInfo, Publication, StreamPosition
 
 __all__ = [
+    "Params",
     "Request",
     "Result",
     "client_info",
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 Request = dict[str, Any]
+#: What the helpers read: a decoded request (a dict, or one of ``api/params.py``'s).
+Params = Mapping[str, Any]
 Result = dict[str, Any]
 
 
@@ -48,7 +52,7 @@ def raw(value: Any) -> bytes:
     return json_codec.dumps(value)
 
 
-def raw_or_none(req: Request, key: str) -> bytes | None:
+def raw_or_none(req: Params, key: str) -> bytes | None:
     return raw(req[key]) if key in req else None
 
 
@@ -68,7 +72,7 @@ def _b64_payload(b64: str) -> tuple[bytes, bool]:
     return data, json_codec.is_json(data)
 
 
-def payload(req: Request) -> tuple[bytes, bool]:
+def payload(req: Params) -> tuple[bytes, bool]:
     """Publication data and whether it is JSON: ``b64data`` wins when non-empty (107 if bad)."""
     b64 = req.get("b64data", "")
     if b64:
@@ -116,20 +120,20 @@ def position_result(sp: StreamPosition) -> Result:
     return out
 
 
-def stream_position(value: Request | None) -> StreamPosition | None:
+def stream_position(value: Params | None) -> StreamPosition | None:
     if value is None:
         return None
     return StreamPosition(int(value.get("offset", 0)), str(value.get("epoch", "")))
 
 
-def override(value: Request | None) -> Override | None:
+def override(value: Params | None) -> Override | None:
     if value is None:
         return None
     flags = {k: bool(v.get("value", False)) for k, v in value.items() if v is not None}
     return Override(**flags)
 
 
-def require_channel(req: Request) -> str:
+def require_channel(req: Params) -> str:
     channel = req.get("channel", "")
     if not channel:
         raise ReplyError(ERROR_BAD_REQUEST)
