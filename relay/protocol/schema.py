@@ -254,6 +254,18 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
 #: The server API's request messages (centrifugo ``internal/apiproto/api.proto``), in the
 #: same tables: ``bytes`` fields carry raw JSON in the HTTP API. ``api/requests.py``
 #: decodes requests by walking these.
+#: What a publish and a broadcast both carry after their channel(s) (same numbers).
+_PUBLICATION_FIELDS = (
+    F("data", 2, "bytes"),
+    F("b64data", 3, "string"),
+    F("skip_history", 4, "bool"),
+    F("tags", 5, "string", "string", "map"),
+    F("idempotency_key", 6, "string"),
+    F("delta", 7, "bool"),
+    F("version", 8, "uint64"),
+    F("version_epoch", 9, "string"),
+)
+
 API_MESSAGES: dict[str, tuple[Field, ...]] = {
     "Command": (
         F("publish", 4, "msg", "PublishRequest"),
@@ -274,28 +286,8 @@ API_MESSAGES: dict[str, tuple[Field, ...]] = {
         F("commands", 1, "msg", "Command", "repeated"),
         F("parallel", 2, "bool"),
     ),
-    "PublishRequest": (
-        F("channel", 1, "string"),
-        F("data", 2, "bytes"),
-        F("b64data", 3, "string"),
-        F("skip_history", 4, "bool"),
-        F("tags", 5, "string", "string", "map"),
-        F("idempotency_key", 6, "string"),
-        F("delta", 7, "bool"),
-        F("version", 8, "uint64"),
-        F("version_epoch", 9, "string"),
-    ),
-    "BroadcastRequest": (
-        F("channels", 1, "string", "", "repeated"),
-        F("data", 2, "bytes"),
-        F("b64data", 3, "string"),
-        F("skip_history", 4, "bool"),
-        F("tags", 5, "string", "string", "map"),
-        F("idempotency_key", 6, "string"),
-        F("delta", 7, "bool"),
-        F("version", 8, "uint64"),
-        F("version_epoch", 9, "string"),
-    ),
+    "PublishRequest": (F("channel", 1, "string"), *_PUBLICATION_FIELDS),
+    "BroadcastRequest": (F("channels", 1, "string", "", "repeated"), *_PUBLICATION_FIELDS),
     "SubscribeRequest": (
         F("channel", 1, "string"),
         F("user", 2, "string"),
