@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from relay.auth import TokenExpired, TokenInvalid, TokenVerifier
 from relay.protocol.claims import ConnectTokenClaims, SubscribeTokenClaims
@@ -30,27 +32,29 @@ class ClientContext:
 
     def verify_connect(self, token: str, use: TokenUse = CONNECT) -> ConnectTokenClaims:
         """Connection-token claims; a failure raises as ``protocol/tokens.py`` says."""
-        try:
-            return self.conn_verifier.verify_connect_token(token)
-        except TokenExpired:
-            outcome = failure(use, EXPIRED)
-        except TokenInvalid as exc:
-            log.info("invalid connection token (%s): %s", use.value, exc)
-            outcome = failure(use, INVALID)
-        assert outcome is not None  # the table accepts no expired connection token
-        raise outcome
+        claims = _verified(self.conn_verifier.verify_connect_token, token, use)
+        assert claims is not None  # the table accepts no expired connection token
+        return claims
 
     def verify_subscribe(
         self, token: str, use: TokenUse = SUBSCRIBE
     ) -> SubscribeTokenClaims | None:
         """Subscription-token claims, or None: expired and accepted without expiry."""
-        try:
-            return self.sub_verifier.verify_subscribe_token(token)
-        except TokenExpired:
-            outcome = failure(use, EXPIRED)
-        except TokenInvalid as exc:
-            log.info("invalid subscription token (%s): %s", use.value, exc)
-            outcome = failure(use, INVALID)
-        if outcome is None:
-            return None
-        raise outcome
+        return _verified(self.sub_verifier.verify_subscribe_token, token, use)
+
+
+T = TypeVar("T")
+
+
+def _verified(verify: Callable[[str], T], token: str, use: TokenUse) -> T | None:
+    """``verify(token)``, with its failures mapped by the table (None: accepted expired)."""
+    try:
+        return verify(token)
+    except TokenExpired:
+        outcome = failure(use, EXPIRED)
+    except TokenInvalid as exc:
+        log.info("invalid %s token: %s", use.value, exc)
+        outcome = failure(use, INVALID)
+    if outcome is None:
+        return None
+    raise outcome

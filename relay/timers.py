@@ -46,9 +46,6 @@ class Timers:
             handle.cancel()
         self._handles.clear()
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._handles
-
     def _fire(self, name: str, callback: Callable[[], None]) -> None:
         self._handles.pop(name, None)
         if not self._closed:

@@ -33,6 +33,7 @@ __all__ = [
     "decode_body",
     "decode_request",
     "load_json",
+    "reject_constant",
 ]
 
 #: A field type: a kind name (see ``_CONVERTERS``) or a nested object schema.
@@ -83,10 +84,11 @@ _ABSENT = object()
 
 def load_json(body: bytes) -> Any:
     """Parse a request body strictly (no NaN/Infinity); ``ValueError`` if it is not JSON."""
-    return json.loads(body.decode("utf-8", errors="replace"), parse_constant=_reject_constant)
+    return json.loads(body.decode("utf-8", errors="replace"), parse_constant=reject_constant)
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` hook: NaN and Infinity are not JSON (Go refuses them)."""
     raise ValueError(f"invalid JSON constant {name}")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from relay.api import SCHEMAS, Executor, decode_body, error_dict
+from relay.api.requests import reject_constant
 from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, DecodeError, Error, ReplyError
 from relay.node import Node
 from relay.protocol import json_codec
@@ -155,10 +156,6 @@ def plain(status: int, text: str) -> web.Response:
     return resp
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
 class _APIHandler:
     """The API routes of one node: per-method endpoints and the legacy stream endpoint."""
 
@@ -278,7 +275,7 @@ async def _legacy_one(executor: Executor, command: dict[str, Any]) -> bytes:
 def _iter_stream(body: bytes) -> Iterator[dict[str, Any]]:
     """Decode back-to-back JSON commands; ``ValueError`` on a malformed stream or empty body."""
     text = body.decode("utf-8", errors="replace")
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    decoder = json.JSONDecoder(parse_constant=reject_constant)
     pos, end, seen = 0, len(text), False
     while True:
         while pos < end and text[pos] in " \t\r\n":
