@@ -2,9 +2,10 @@
 
 The decoder checks every value against ``protocol/schema.py API_MESSAGES`` and returns a
 dict with canonical keys only; these TypedDicts name those keys and their Python types
-(``Any`` for raw JSON values, which stay as ``json.loads`` gave them). A key is absent
-when the request did not carry it (or carried ``null``). ``publish`` requests are the
-msgspec ``PublishRequest`` of ``protocol/api_requests.py``.
+(``bytes`` of compact JSON text for raw JSON values). A key is absent when the request did
+not carry it, carried a zero value, or ``null`` (except raw JSON, where ``null`` is
+``b"null"``). ``publish`` requests are the msgspec ``PublishRequest`` of
+``protocol/api_requests.py``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class OverrideParams(TypedDict, total=False):
 
 class BroadcastParams(TypedDict, total=False):
     channels: list[str]
-    data: Any
+    data: bytes
     b64data: str
     skip_history: bool
     tags: dict[str, str]
@@ -65,9 +66,9 @@ class _Target(TypedDict, total=False):
 class SubscribeParams(_Target, total=False):
     channel: str
     expire_at: int
-    info: Any
+    info: bytes
     b64info: str
-    data: Any
+    data: bytes
     b64data: str
     recover_since: StreamPositionParams
     override: OverrideParams
@@ -90,7 +91,7 @@ class DisconnectParams(_Target, total=False):
 class RefreshParams(_Target, total=False):
     expired: bool
     expire_at: int
-    info: Any
+    info: bytes
 
 
 class ChannelParams(TypedDict, total=False):
@@ -111,7 +112,7 @@ class ChannelsParams(TypedDict, total=False):
 
 class RPCParams(TypedDict, total=False):
     method: str
-    params: Any
+    params: bytes
 
 
 class BatchParams(TypedDict, total=False):

@@ -1,8 +1,9 @@
 """Payload and result helpers of the server API.
 
-Raw-JSON request fields (``data``, ``info``) are encoded again as compact JSON, and a
-field whose value is JSON ``null`` still counts as given. Raw JSON bytes read back from
-storage (publication data, client info) are parsed into JSON values for the reply.
+Raw-JSON request fields (``data``, ``info``) arrive as the bytes the decoder made of
+them (``b"null"`` for JSON ``null``, which still counts as given). Raw JSON bytes read
+back from storage (publication data, client info) are parsed into JSON values for the
+reply.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ __all__ = [
     "position_result",
     "publication",
     "publish_payload",
-    "raw",
     "raw_or_none",
     "require_channel",
     "stream_position",
@@ -47,13 +47,10 @@ def error_dict(error: Error) -> Result:
     return {"code": error.code, "message": error.message}
 
 
-def raw(value: Any) -> bytes:
-    """A raw-JSON field's value as compact JSON bytes."""
-    return json_codec.dumps(value)
-
-
 def raw_or_none(req: Params, key: str) -> bytes | None:
-    return raw(req[key]) if key in req else None
+    """A raw-JSON field's bytes, ``None`` when the request did not carry it."""
+    value: bytes | None = req.get(key)
+    return value
 
 
 def _json_value(data: bytes) -> Any:
@@ -77,9 +74,8 @@ def payload(req: Params) -> tuple[bytes, bool]:
     b64 = req.get("b64data", "")
     if b64:
         return _b64_payload(b64)
-    if "data" in req:
-        return raw(req["data"]), True
-    return b"", True
+    data: bytes = req.get("data", b"")
+    return data, True
 
 
 def publish_payload(req: PublishRequest) -> tuple[bytes, bool]:

@@ -8,11 +8,14 @@ disconnect, refresh of connections wherever they live) and *surveys* (``channels
 * ``RedisLink`` — every worker of every node over Redis PUB/SUB (``engine.type: redis``):
   ``P.control`` reaches all, ``P.node.<worker>`` one worker. Each worker announces itself
   every 3 s; a peer not heard from for 7 s is dropped (Centrifugo's node heartbeat).
+  Messages are JSON (never pickle: other nodes share the Redis); the raw-JSON fields of a
+  decoded request, which are bytes, travel as ``{"\\u0000b": base64}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import logging
@@ -30,6 +33,28 @@ log = logging.getLogger("relay.cluster")
 HEARTBEAT = 3.0
 PEER_TTL = 7.0
 SURVEY_TIMEOUT = 2.0
+_BYTES = "\u0000b"
+
+
+def _encode_bytes(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"{type(value).__name__} does not travel in a control message")
+
+
+def _decode_bytes(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _BYTES in obj:
+        return base64.b64decode(obj[_BYTES])
+    return obj
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """One control message as JSON text."""
+    return json.dumps(message, separators=(",", ":"), default=_encode_bytes).encode()
+
+
+def decode_message(data: bytes) -> Any:
+    return json.loads(data, object_hook=_decode_bytes)
 
 
 class LinkOwner(Protocol):
@@ -122,7 +147,7 @@ class RedisLink:
     # ---- sending ----------------------------------------------------------------------
     def _send(self, message: dict[str, Any], to: str = "") -> None:
         message["from"] = self.key
-        data = json.dumps(message, separators=(",", ":")).encode()
+        data = encode_message(message)
         task = asyncio.get_running_loop().create_task(self._publish(data, to))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -162,7 +187,7 @@ class RedisLink:
 
     # ---- receiving --------------------------------------------------------------------
     def _on_message(self, data: bytes) -> None:
-        msg = json.loads(data)
+        msg = decode_message(data)
         sender = msg.get("from", "")
         if sender == self.key or self._owner is None:
             return

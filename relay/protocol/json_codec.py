@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from relay.errors import DecodeError
+from relay.protocol.json_decode import build_tables, decode_object, to_raw
 from relay.protocol.schema import MESSAGES, Field
 
 __all__ = [
@@ -56,140 +57,9 @@ def _reject_float(text: str) -> float:
 
 _load = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_reject_float).decode
 
-# ---- decoding ---------------------------------------------------------------------------
+# ---- decoding: schema tables walked by ``json_decode`` (Go encoding/json rules) --------
 
-Converter = Callable[[Any], Any]
-#: name -> (converter, keep_zero); ``keep_zero`` is set for singular nested messages.
-DecodeTable = dict[str, tuple[Converter, bool]]
-
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "uint32": (0, 2**32 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint64": (0, 2**64 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "sint64": (-(2**63), 2**63 - 1),
-}
-
-
-def _check_utf8(value: str) -> None:
-    """Reject strings that cannot be written back as UTF-8 (lone surrogates)."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DecodeError("invalid unicode string") from None
-
-
-def _to_str(value: Any) -> str:
-    if type(value) is not str:
-        raise DecodeError("expected a string")
-    _check_utf8(value)
-    return value
-
-
-def _to_bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise DecodeError("expected a boolean")
-    return value
-
-
-def _to_raw(value: Any) -> bytes:
-    """Turn an embedded JSON value into its compact UTF-8 text."""
-    try:
-        return _dump_compact(value).encode("utf-8")
-    except (ValueError, RecursionError) as exc:
-        raise DecodeError("invalid embedded JSON") from exc
-
-
-def _int_converter(kind: str) -> Converter:
-    lo, hi = _INT_RANGES[kind]
-
-    def convert(value: Any) -> int:
-        if type(value) is not int:
-            raise DecodeError(f"expected an integer ({kind})")
-        if not lo <= value <= hi:
-            raise DecodeError(f"integer out of range ({kind})")
-        return value
-
-    return convert
-
-
-def _msg_converter(table: DecodeTable) -> Converter:
-    def convert(value: Any) -> dict[str, Any]:
-        return _decode_object(table, value)
-
-    return convert
-
-
-def _list_converter(item: Converter) -> Converter:
-    def convert(value: Any) -> list[Any]:
-        if type(value) is not list:
-            raise DecodeError("expected an array")
-        return [item(v) for v in value]
-
-    return convert
-
-
-def _map_converter(item: Converter) -> Converter:
-    def convert(value: Any) -> dict[str, Any]:
-        if type(value) is not dict:
-            raise DecodeError("expected an object")
-        out: dict[str, Any] = {}
-        for key, v in value.items():
-            if v is not None:
-                _check_utf8(key)
-                out[key] = item(v)
-        return out
-
-    return convert
-
-
-def _scalar_converter(field: Field, tables: dict[str, DecodeTable]) -> Converter:
-    kind = field.kind
-    if kind == "msg":
-        return _msg_converter(tables[field.ref])
-    if kind == "string":
-        return _to_str
-    if kind == "bool":
-        return _to_bool
-    if kind == "bytes":
-        return _to_raw
-    return _int_converter(kind)
-
-
-def _build_decode_tables() -> dict[str, DecodeTable]:
-    """One table per message; nested tables are shared so recursion needs no lookups."""
-    tables: dict[str, DecodeTable] = {name: {} for name in MESSAGES}
-    for name, fields in MESSAGES.items():
-        for f in fields:
-            if f.label == "map":
-                ref = f.ref if f.kind == "msg" else ""
-                item = _scalar_converter(f._replace(ref=ref), tables)
-                tables[name][f.name] = (_map_converter(item), False)
-            elif f.label == "repeated":
-                tables[name][f.name] = (_list_converter(_scalar_converter(f, tables)), False)
-            else:
-                tables[name][f.name] = (_scalar_converter(f, tables), f.kind == "msg")
-    return tables
-
-
-def _decode_object(table: DecodeTable, value: Any) -> dict[str, Any]:
-    """Normalize one JSON object against ``table``: unknown, null and zero fields go."""
-    if type(value) is not dict:
-        raise DecodeError("expected an object")
-    out: dict[str, Any] = {}
-    for key, v in value.items():
-        entry = table.get(key)
-        if entry is None or v is None:
-            continue
-        converted = entry[0](v)
-        if converted or entry[1]:
-            out[key] = converted
-    return out
-
-
-_DECODE = _build_decode_tables()
-_COMMAND = _DECODE["Command"]
+_COMMAND = build_tables(MESSAGES)["Command"]
 
 
 def decode_command(line: bytes) -> dict[str, Any]:
@@ -199,7 +69,7 @@ def decode_command(line: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise DecodeError("invalid JSON command") from exc
     try:
-        return _decode_object(_COMMAND, value)
+        return decode_object(_COMMAND, value)
     except RecursionError as exc:
         raise DecodeError("command nested too deeply") from exc
 
@@ -434,4 +304,4 @@ def compact_json(data: bytes) -> bytes:
         value = _load(bytes(data).decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise DecodeError("invalid JSON") from exc
-    return _to_raw(value)
+    return to_raw(value)

@@ -399,6 +399,22 @@ async def test_bad_json_inputs(relay: Any) -> None:
     assert not any(m.get("id") == 3 for m in c.inbox)
 
 
+async def test_json_commands_follow_go_decoding(relay: Any) -> None:
+    """As Centrifugo 6.9.1 reads them: case-insensitive keys, the later key wins, ``null``."""
+    c = await RawClient.open(relay.ws_url)
+    await c.send_raw(json.dumps({"ID": 1, "Connect": {"Token": token()}}))
+    assert "connect" in await c.reply(1)
+    await c.send_raw('{"id":2,"Subscribe":{"channel":"ab","CHANNEL":"chat:go"}}')
+    assert "subscribe" in await c.reply(2)
+    await c.send_raw('{"id":3,"publish":{"channel":"chat:go","data":null}}')
+    assert (await c.push("pub", "chat:go"))["pub"]["data"] is None
+    await c.send_raw('{"id":4,"publish":{"channel":"chat:go","CHANNEL":null,"data":{"a":1}}}')
+    assert (await c.push("pub", "chat:go"))["pub"]["data"] == {"a": 1}
+    await c.send_raw('{"id":5,"subscribe":{"channel":"\\ud800"}}')  # U+FFFD: not ASCII
+    assert (await c.reply(5))["error"]["code"] == 107
+    await c.close()
+
+
 async def test_origin_check(server_factory: Any) -> None:
     async with server_factory() as srv:
         with pytest.raises(websockets.InvalidStatus) as exc:

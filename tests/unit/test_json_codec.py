@@ -137,8 +137,6 @@ def test_lazy_decoding_yields_before_failing() -> None:
         b'{"id":1,"publish":{"data":Infinity}}',
         b'{"id":1,"publish":{"data":-Infinity}}',
         b'{"id":1,"publish":{"data":1e999}}',
-        b'{"id":1,"publish":{"channel":"\\ud800"}}',
-        b'{"id":1,"publish":{"data":"\\udc00"}}',
         b"[" * 100_000,
         b'{"id":1,"publish":{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
         b'{"id":1,"publish":{"channel":"\xff\xfe"}}',
@@ -388,18 +386,17 @@ json_values = st.recursive(
 @given(json_values, st.text(), st.integers(1, 2**32 - 1))
 def test_publish_round_trip(data: Any, channel: str, cmd_id: int) -> None:
     frame = json.dumps({"id": cmd_id, "publish": {"channel": channel, "data": data}}).encode()
-    try:
-        (cmd,) = commands(frame)
-    except DecodeError:  # lone surrogates in generated text
-        return
-    if data is None:  # null counts as absent
-        assert "data" not in cmd["publish"]
-        return
+    (cmd,) = commands(frame)
     raw = cmd["publish"]["data"]
-    assert json.loads(raw) == data
-    reply = {"push": {"channel": channel, "pub": {"data": raw}}}
+    assert json.loads(raw) == data  # null is the literal null, as Go's RawMessage keeps it
+    decoded_channel = cmd["publish"].get("channel", "")
+    # a lone surrogate in a string is U+FFFD, everything else comes through as sent
+    assert decoded_channel == "".join(
+        "\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in channel
+    )
+    reply = {"push": {"channel": decoded_channel, "pub": {"data": raw}}}
     out = jc.encode_reply(reply)
     assert b"\n" not in out
     decoded = json.loads(out)
     assert decoded["push"]["pub"]["data"] == data
-    assert decoded["push"].get("channel", "") == channel
+    assert decoded["push"].get("channel", "") == decoded_channel
