@@ -119,8 +119,10 @@ class Client:
         if self.closed:
             return
         self.node.metrics.server_disconnect(disconnect.code)
-        self.transport.close(disconnect)
-        self.on_transport_closed()
+        try:
+            self.transport.close(disconnect)
+        finally:
+            self.on_transport_closed()
 
     async def _drain_frames(self) -> None:
         try:

@@ -238,10 +238,11 @@ class Executor(BatchMixin):
         return {}
 
     async def _disconnect_local(self, req: DisconnectParams) -> None:
-        spec = req.get("disconnect") or {}
-        code = int(spec.get("code", 0))
+        spec = req.get("disconnect")  # given, even as {}: its code goes as is (0 too)
         disconnect = (
-            Disconnect(code, str(spec.get("reason", ""))) if code else DISCONNECT_FORCE_NO_RECONNECT
+            DISCONNECT_FORCE_NO_RECONNECT
+            if spec is None
+            else Disconnect(int(spec.get("code", 0)), str(spec.get("reason", "")))
         )
         keep = set(req.get("whitelist") or ())
         for client in self._targets(req):

@@ -10,7 +10,6 @@ client commands get. The result is a dict with canonical keys (``api/params.py``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from relay.protocol.api_requests import (
     decode_publish_fast,
     publish_request,
 )
-from relay.protocol.json_decode import Table, build_tables, decode_object
+from relay.protocol.json_decode import Table, build_tables, decode_object, loads
 from relay.protocol.schema import API_MESSAGES, API_METHODS
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "decode_body",
     "decode_request",
     "load_json",
-    "reject_constant",
 ]
 
 #: A decoded batch element: a publish, another command ``{method: params}``, or ``null``.
@@ -63,13 +61,8 @@ _COMMAND = _TABLES["Command"]
 
 
 def load_json(body: bytes) -> Any:
-    """Parse a request body strictly (no NaN/Infinity); ``ValueError`` if it is not JSON."""
-    return json.loads(body.decode("utf-8", errors="replace"), parse_constant=reject_constant)
-
-
-def reject_constant(name: str) -> Any:
-    """``parse_constant`` hook: NaN and Infinity are not JSON (Go refuses them)."""
-    raise ValueError(f"invalid JSON constant {name}")
+    """Parse a request body (``json_decode.loads``); ``ValueError`` if it is not JSON."""
+    return loads(body.decode("utf-8", errors="replace"))
 
 
 def decode_body(method: str, body: bytes) -> Any:

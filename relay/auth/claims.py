@@ -56,6 +56,10 @@ def _numeric_date(obj: dict[str, Any], name: str) -> float | None:
         raise TokenInvalid(f"claim {name} out of range") from exc
     if not math.isfinite(result):
         raise TokenInvalid(f"claim {name} out of range")
+    if not -(2**63) <= math.trunc(result) < 2**63:
+        # Go (cristalhq/jwt) converts the seconds to int64; out of range that gives the
+        # smallest int64 on amd64: a date long past (an ``exp`` of 1e30 has expired).
+        return float(-(2**63))
     return result
 
 

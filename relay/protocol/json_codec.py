@@ -12,13 +12,12 @@ a message up by name.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from relay.errors import DecodeError
-from relay.protocol.json_decode import build_tables, decode_object, to_raw
+from relay.protocol.json_decode import build_tables, decode_object, loads, to_raw
 from relay.protocol.schema import MESSAGES, Field
 
 __all__ = [
@@ -44,19 +43,6 @@ def dumps(value: Any) -> bytes:
     return _dump_compact(value).encode("utf-8")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def _reject_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("non-finite number")
-    return value
-
-
-_load = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_reject_float).decode
-
 # ---- decoding: schema tables walked by ``json_decode`` (Go encoding/json rules) --------
 
 _COMMAND = build_tables(MESSAGES)["Command"]
@@ -65,7 +51,7 @@ _COMMAND = build_tables(MESSAGES)["Command"]
 def decode_command(line: bytes) -> dict[str, Any]:
     """Parse and normalize one JSON ``Command`` object."""
     try:
-        value = _load(line.decode("utf-8"))
+        value = loads(line.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError) as exc:
         raise DecodeError("invalid JSON command") from exc
     try:
@@ -290,9 +276,9 @@ def join_frame(messages: list[bytes]) -> bytes:
 
 
 def is_json(data: bytes) -> bool:
-    """Whether ``data`` is one valid (finite) JSON value in UTF-8."""
+    """Whether ``data`` is one JSON value in UTF-8 (numbers of any size, as Go reads them)."""
     try:
-        _load(bytes(data).decode("utf-8"))
+        loads(bytes(data).decode("utf-8"))
     except (ValueError, RecursionError):
         return False
     return True
@@ -301,7 +287,7 @@ def is_json(data: bytes) -> bool:
 def compact_json(data: bytes) -> bytes:
     """Re-serialize JSON ``data`` compactly (no whitespace, no raw newline)."""
     try:
-        value = _load(bytes(data).decode("utf-8"))
+        value = loads(bytes(data).decode("utf-8", errors="replace"))
     except (ValueError, RecursionError) as exc:
         raise DecodeError("invalid JSON") from exc
     return to_raw(value)

@@ -11,7 +11,10 @@ against Centrifugo 6.9.1 over a WebSocket and the HTTP API):
   value of a map is its zero value (``None`` for a message in a list: Go's nil pointer);
 * integers must be JSON integers within their kind's range; strings must be strings,
   and a lone UTF-16 surrogate in one becomes U+FFFD;
-* a raw-JSON field becomes compact JSON bytes (``b"null"`` for ``null``).
+* a raw-JSON field becomes compact JSON bytes (``b"null"`` for ``null``), whatever
+  numbers it holds: a number Python cannot hold as Go would pass it (over 4,300 digits,
+  or beyond the float range, such as ``1e999999``) is kept as its text (``Number``);
+* invalid UTF-8 in the text is U+FFFD (``loads``); ``NaN`` and ``Infinity`` are not JSON.
 
 The result is a dict with canonical keys only and, as in proto3, no zero scalars: a
 field absent from it holds its zero value. Nested messages stay even when empty (``{}``
@@ -22,6 +25,7 @@ message into its typed request (a ``PublishRequest``, for one).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,7 +33,17 @@ from typing import Any
 from relay.errors import DecodeError
 from relay.protocol.schema import Field
 
-__all__ = ["Converter", "Finish", "Table", "build_tables", "decode_object", "to_raw"]
+__all__ = [
+    "DECODER",
+    "Converter",
+    "Finish",
+    "Number",
+    "Table",
+    "build_tables",
+    "decode_object",
+    "loads",
+    "to_raw",
+]
 
 Converter = Callable[[Any], Any]
 #: Turns a decoded message dict into what callers receive for it.
@@ -52,6 +66,51 @@ _compact = json.JSONEncoder(
 _compact_ascii = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False
 ).encode
+
+
+class Number(float):
+    """A JSON number that Python holds only as text (its float value is infinite)."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> Number:
+        number = super().__new__(cls, math.inf)
+        number.text = text
+        return number
+
+
+def _parse_int(text: str) -> int | Number:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() takes from text
+        return Number(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else Number(text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: The JSON parser of every request: numbers never fail, ``NaN``/``Infinity`` do.
+DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_reject_constant
+)
+# The same without a Python call per integer; it fails only on an integer of over 4,300
+# digits, and ``loads`` then parses again with ``DECODER``.
+_decode_fast = json.JSONDecoder(parse_float=_parse_float, parse_constant=_reject_constant).decode
+
+
+def loads(text: str) -> Any:
+    """Parse one JSON text (``ValueError``/``RecursionError`` if it is not JSON)."""
+    try:
+        return _decode_fast(text)
+    except ValueError:
+        return DECODER.decode(text)
 
 
 class Table(dict[str, tuple[Converter, bool, int]]):
@@ -98,10 +157,26 @@ def to_raw(value: Any) -> bytes:
     """An embedded JSON value as compact UTF-8 JSON text (surrogates kept as escapes)."""
     try:
         return _compact(value).encode("utf-8")
-    except UnicodeEncodeError:
-        return _compact_ascii(value).encode("ascii")
+    except RecursionError as exc:
+        raise DecodeError("embedded JSON nested too deeply") from exc
+    except ValueError:  # a Number, or a lone surrogate: the slow writer below
+        pass
+    try:
+        return _slow_raw(value).encode("ascii")
     except (ValueError, RecursionError) as exc:
         raise DecodeError("invalid embedded JSON") from exc
+
+
+def _slow_raw(value: Any) -> str:
+    """ASCII compact JSON of a value that holds ``Number``s or lone surrogates."""
+    if type(value) is Number:
+        return value.text
+    if type(value) is dict:
+        items = (_compact_ascii(k) + ":" + _slow_raw(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if type(value) is list:
+        return "[" + ",".join(_slow_raw(v) for v in value) + "]"
+    return _compact_ascii(value)
 
 
 def _to_str(value: Any) -> str:

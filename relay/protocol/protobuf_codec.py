@@ -158,11 +158,9 @@ DecodeTable = dict[int, _DecField]
 
 
 def _read_string(data: bytes, pos: int, end: int) -> tuple[str, int]:
+    """A string field; invalid UTF-8 is U+FFFD, as Go's protobuf reads it into a string."""
     n, pos = _read_length(data, pos, end)
-    try:
-        return data[pos : pos + n].decode("utf-8"), pos + n
-    except UnicodeDecodeError:
-        raise DecodeError("invalid UTF-8 string") from None
+    return data[pos : pos + n].decode("utf-8", errors="replace"), pos + n
 
 
 def _read_bytes(data: bytes, pos: int, end: int) -> tuple[bytes, int]:

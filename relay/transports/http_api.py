@@ -18,7 +18,6 @@ Request pipeline (numbered as Centrifugo's middleware chain):
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -26,10 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from relay.api import SCHEMAS, Executor, decode_body, error_dict
-from relay.api.requests import reject_constant
 from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, DecodeError, Error, ReplyError
 from relay.node import Node
 from relay.protocol import json_codec
+from relay.protocol.json_decode import DECODER
 
 __all__ = ["setup", "TRANSPORT_STATUS", "LEGACY_METHODS"]
 
@@ -275,7 +274,7 @@ async def _legacy_one(executor: Executor, command: dict[str, Any]) -> bytes:
 def _iter_stream(body: bytes) -> Iterator[dict[str, Any]]:
     """Decode back-to-back JSON commands; ``ValueError`` on a malformed stream or empty body."""
     text = body.decode("utf-8", errors="replace")
-    decoder = json.JSONDecoder(parse_constant=reject_constant)
+    decoder = DECODER
     pos, end, seen = 0, len(text), False
     while True:
         while pos < end and text[pos] in " \t\r\n":

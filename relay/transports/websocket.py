@@ -53,8 +53,44 @@ log = logging.getLogger("relay.websocket")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 16384
 HEAD_TIMEOUT = 10.0
-CLOSE_WAIT = 5.0
+CLOSE_WAIT = 5.0  # how long the peer has to answer our close frame (centrifuge: 5 s)
+CLOSE_WRITE_DEADLINE = 1.0  # a close frame not written by then: the socket goes (1 s)
+CLOSE_NO_STATUS = 1005
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """The close frame of a disconnect, as Centrifugo writes it.
+
+    The code is a uint32 that goes on the wire as its low 16 bits (99999 -> 34463), and
+    1005 ("no status", which RFC 6455 forbids on the wire) is an empty close frame.
+    """
+    if code == CLOSE_NO_STATUS:
+        return build_frame(OP_CLOSE, b"")
+    return build_close_frame(code & 0xFFFF, reason)
+
+
+#: close codes a peer may send (gorilla/websocket's list, as Centrifugo checks them)
+_VALID_PEER_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013})
+
+
+def close_reply(payload: bytes) -> bytes:
+    """Our answer to the peer's close frame, as Centrifugo 6.9.1 gives it.
+
+    Under two bytes: an empty close frame. A code outside 1000-1003, 1007-1013 and
+    3000-4999, or a reason that is not UTF-8: 1002 with the reason Centrifugo writes.
+    Otherwise the peer's code, echoed without a reason.
+    """
+    if len(payload) < 2:
+        return build_frame(OP_CLOSE, b"")
+    code = int.from_bytes(payload[:2], "big")
+    if code not in _VALID_PEER_CODES and not 3000 <= code <= 4999:
+        return build_close_frame(1002, f"bad close code {code}")
+    try:
+        payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return build_close_frame(1002, "invalid utf8 payload in close frame")
+    return build_close_frame(code, "")
 
 
 class Flusher:
@@ -316,10 +352,7 @@ class WebSocketConnection(asyncio.Protocol):
     def _on_close_frame(self, payload: bytes) -> None:
         if not self._closing:
             self._closing = True
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1000
-            if code in (1005, 1006, 1015) or code < 1000:
-                code = 1000
-            self.transport.write(build_close_frame(code, ""))
+            self.transport.write(close_reply(bytes(payload)))
         self.transport.close()
 
     def _fail(self, code: int, reason: str) -> None:
@@ -383,7 +416,7 @@ class WebSocketConnection(asyncio.Protocol):
             if disconnect.code == DISCONNECT_WRITE_ERROR.code:
                 self.transport.abort()
             else:
-                self.transport.write(build_close_frame(disconnect.code, disconnect.reason))
+                self.transport.write(close_frame(disconnect.code, disconnect.reason))
                 self._schedule_abort()
             return
         self.flush()
@@ -391,9 +424,19 @@ class WebSocketConnection(asyncio.Protocol):
         if disconnect.code == 3000:
             self.transport.close()
             return
-        self.transport.write(build_close_frame(disconnect.code, disconnect.reason))
+        self.transport.write(close_frame(disconnect.code, disconnect.reason))
         self._schedule_abort()
 
     def _schedule_abort(self) -> None:
+        """Drop the socket once the close frame could not be written in time, or the peer
+        has not closed after ``CLOSE_WAIT`` (centrifuge's ``websocketTransport.Close``)."""
         loop = asyncio.get_running_loop()
-        self._close_timer = loop.call_later(CLOSE_WAIT, self.transport.abort)
+        self._close_timer = loop.call_later(CLOSE_WRITE_DEADLINE, self._close_frame_deadline)
+
+    def _close_frame_deadline(self) -> None:
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+            return
+        loop = asyncio.get_running_loop()
+        wait = CLOSE_WAIT - CLOSE_WRITE_DEADLINE
+        self._close_timer = loop.call_later(wait, self.transport.abort)

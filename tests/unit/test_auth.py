@@ -631,6 +631,9 @@ FORGED: list[tuple[str, Callable[[], str], type[TokenError]]] = [
     ("expired-fractional", lambda: hs({"sub": "1", "exp": NOW - 0.001}), TokenExpired),
     ("expired-hs512", lambda: hs({"sub": "1", "exp": NOW - 1}, alg="HS512"), TokenExpired),
     ("nbf-future", lambda: hs({"sub": "1", "nbf": NOW + 1}), TokenExpired),
+    # beyond int64 seconds, Go's conversion gives the smallest int64: long expired (109)
+    ("exp-1e30", lambda: hs({"sub": "1", "exp": 1e30}), TokenExpired),
+    ("exp-2-pow-63", lambda: hs({"sub": "1", "exp": 2**63}), TokenExpired),
     ("nbf-future-fractional", lambda: hs({"sub": "1", "nbf": NOW + 0.001}), TokenExpired),
     ("expired-wrong-secret", lambda: hs({"exp": NOW - 1}, secret="x"), TokenInvalid),
     ("expired-alg-none", lambda: unsigned("none", {"exp": NOW - 1}), TokenInvalid),

@@ -14,7 +14,7 @@ import pytest
 from relay.api import decode_request
 from relay.errors import DecodeError
 from relay.protocol import json_codec
-from relay.protocol.json_decode import build_tables, decode_object, to_raw
+from relay.protocol.json_decode import build_tables, decode_object, loads, to_raw
 from relay.protocol.schema import Field
 
 
@@ -28,9 +28,7 @@ def client_publish(body: bytes) -> dict[str, Any]:
 
 def api_publish(body: bytes) -> dict[str, Any]:
     """A server API ``publish`` request, as the exact path decodes it."""
-    import json
-
-    req = decode_request("publish", json.loads(body))
+    req = decode_request("publish", loads(body.decode()))
     out: dict[str, Any] = {"channel": req.channel} if req.channel else {}
     if bytes(req.data):
         out["data"] = bytes(req.data)
@@ -128,3 +126,42 @@ def test_tables_are_built_from_any_schema() -> None:
     }
     with pytest.raises(DecodeError):
         decode_object(tables["Outer"], [])
+
+
+BIG = b"9" * 5000
+
+
+@pytest.mark.parametrize("walk", WALKS)
+@pytest.mark.parametrize(
+    "data",
+    [BIG, b"-" + BIG, b"1e999999", b"-1e999999", b'{"n":[1e400,' + BIG + b"]}", b'"\\ud800x"'],
+)
+def test_numbers_python_cannot_hold_pass_as_written(walk: Any, data: bytes) -> None:
+    """Centrifugo 6.9.1 delivers such data unchanged; relay keeps the number's text."""
+    assert walk(b'{"channel":"c","data":' + data + b"}")["data"] == data
+
+
+@pytest.mark.parametrize("text", [b"NaN", b"Infinity", b"-Infinity", b"[1,]", b"01"])
+def test_not_json_is_refused(text: bytes) -> None:
+    with pytest.raises(DecodeError):
+        client_publish(b'{"channel":"c","data":' + text + b"}")
+    with pytest.raises(ValueError):
+        loads(text.decode())
+
+
+def test_a_big_number_is_no_integer_field() -> None:
+    with pytest.raises(DecodeError):
+        decode_request("history", {"channel": "c", "limit": loads(BIG.decode())})
+    with pytest.raises(DecodeError):
+        json_codec.decode_command(b'{"id":' + BIG + b"}")
+
+
+def test_invalid_utf8_is_replaced() -> None:
+    """Go reads invalid UTF-8 in a string as U+FFFD; the channel is then refused (107)."""
+    command = json_codec.decode_command(b'{"id":1,"publish":{"channel":"\xff\xfe","data":1}}')
+    assert command["publish"]["channel"] == "\ufffd\ufffd"
+
+
+def test_is_json_takes_what_go_takes() -> None:
+    assert json_codec.is_json(b'{"n":1e999999}') and json_codec.is_json(BIG)
+    assert not json_codec.is_json(b"NaN") and not json_codec.is_json(b"\xff")

@@ -380,8 +380,6 @@ def test_zigzag_helpers() -> None:
         b"\x0a\x01x",  # id with wire type 2
         b"\x3a\x01",  # truncated nested length
         b"\x38\x01",  # publish with wire type 0
-        b"\x3a\x03\x0a\x01\xff",  # invalid UTF-8 string
-        b"\x3a\x04\x0a\x02\xed\xa0",  # truncated UTF-8 / surrogate bytes
         b"\x00\x01",  # field number 0
         b"\xa6\x06",  # wire type 6
         b"\xa7\x06",  # wire type 7
@@ -396,6 +394,15 @@ def test_zigzag_helpers() -> None:
 def test_decode_errors(raw: bytes) -> None:
     with pytest.raises(DecodeError):
         pc.decode_message("Command", raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "channel"),
+    [(b"\x3a\x03\x0a\x01\xff", "\ufffd"), (b"\x3a\x04\x0a\x02\xed\xa0", "\ufffd\ufffd")],
+)
+def test_invalid_utf8_in_a_string_is_replaced(raw: bytes, channel: str) -> None:
+    """As Centrifugo decodes it: the command stands, its channel is then refused (107)."""
+    assert pc.decode_message("Command", raw) == {"publish": {"channel": channel}}
 
 
 @pytest.mark.parametrize("frame", [b"", b"\x05abc", b"\x80", b"\xff" * 11])
