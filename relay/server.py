@@ -26,6 +26,7 @@ from relay.engines.memory import MemoryEngine
 from relay.metrics import Metrics
 from relay.node import Node
 from relay.transports import admin, http_api, ws_fallback
+from relay.transports.http_log import http_logger
 from relay.transports.websocket import Gateway, GatewayContext
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ class RelayServer:
         await self.engine.start()
         if self.link is not None:
             await self.node.attach_link(self.link)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, logger=http_logger()
+        )
         await self._runner.setup()
         http_factory: Any = self._runner.server
         workers = self.cluster.workers if self.cluster is not None else 1

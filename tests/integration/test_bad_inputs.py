@@ -345,3 +345,34 @@ async def test_slow_consumer_socket_goes_within_a_second_and_a_half(
                     await ws.frame(timeout=1.0)
         assert time.monotonic() - cut < 4.0
         writer.close()
+
+
+# ---- 8. malformed HTTP requests: a 400 and one INFO line, never a traceback -------------
+@pytest.mark.parametrize(
+    ("request_bytes", "answered"),
+    [
+        (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", True),
+        (
+            b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            True,
+        ),
+        (b'POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"ch', False),
+    ],
+)
+async def test_malformed_http_requests_log_one_line(
+    relay: Any, caplog: pytest.LogCaptureFixture, request_bytes: bytes, answered: bool
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    writer.write(request_bytes)
+    if answered:
+        assert (await reader.readline()).startswith(b"HTTP/1.0 400")
+    writer.close()
+    for _ in range(20):  # the server notices the client has gone
+        if any("Error handling request" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    lines = [r for r in caplog.records if "Error handling request" in r.getMessage()]
+    # a reply was written: one INFO line (no_tracebacks checks there is no traceback)
+    assert len(lines) == (1 if answered else len(lines)) <= 1
+    assert all(r.levelno == logging.INFO for r in lines)
