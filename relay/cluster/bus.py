@@ -107,6 +107,8 @@ class Bus:
         self._initial = dict(links)
         self._links: list[_Link | None] = [None] * workers
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: peers the front reported as not answering: requests to them fail at once
+        self.stalled: set[int] = set()
 
     # ---- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,11 +169,24 @@ class Bus:
         self._links[worker] = None  # until ``attach`` brings the new link, messages wait
         if old is not None and old.transport is not None:
             old.transport.abort()
+        self.stalled.discard(worker)
+        self._fail_pending(worker, f"worker {worker} restarted")
+
+    def peer_stalled(self, worker: int) -> None:
+        """The front says ``worker`` stopped answering: fail what waits on it, and every
+        new request to it, until it answers again or is restarted."""
+        self.stalled.add(worker)
+        self._fail_pending(worker, f"worker {worker} is not answering")
+
+    def peer_resumed(self, worker: int) -> None:
+        self.stalled.discard(worker)
+
+    def _fail_pending(self, worker: int, reason: str) -> None:
         for req_id, (future, to) in list(self._pending.items()):
             if to == worker:
                 del self._pending[req_id]
                 if not future.done():
-                    future.set_exception(BusError(f"worker {worker} restarted"))
+                    future.set_exception(BusError(reason))
 
     # ---- sending ----------------------------------------------------------------------
     def queue(self, to: int, op: str, item: Any) -> None:
@@ -229,8 +244,11 @@ class Bus:
         """Send a request to another worker now; ``wait`` for its answer later (so the
         caller can work while the peer does)."""
         assert self._loop is not None and to != self.id
-        req_id = next(self._ids)
         future: asyncio.Future[Any] = self._loop.create_future()
+        if to in self.stalled:
+            future.set_exception(BusError(f"worker {to} is not answering"))
+            return future
+        req_id = next(self._ids)
         self._pending[req_id] = (future, to)
         future.add_done_callback(lambda _f: self._pending.pop(req_id, None))
         self.cast(to, REQUEST, req_id, op, args)

@@ -13,6 +13,10 @@
    close the front's copy: the front never reads a byte;
 4. restart a worker that dies (within a second), with new links to the live workers,
    and tell each of them its new generation, handing over their end of the new link;
+   watch that every worker reports its load (every 250 ms): one silent for
+   ``STALL_AFTER`` is *stalled* (no new connections; the others fail their bus requests
+   to it at once, error 100, instead of waiting), one silent for ``KILL_AFTER`` is
+   killed and so restarted: its clients reconnect to the others and recover;
 5. on SIGTERM/SIGINT stop accepting, forward the signal, wait for the workers (they close
    their clients with 3001), kill stragglers after the shutdown timeout, clean up.
 
@@ -45,6 +49,9 @@ log = logging.getLogger("relay.front")
 
 ACCEPT_BATCH = 256
 SHUTDOWN_CAP = 5.0
+STALL_AFTER = 2.0  # seconds without a load report: stalled
+KILL_AFTER = 6.0  # seconds without a load report: killed and restarted
+START_GRACE = 30.0  # a new worker's first report may take this long (engine connect)
 
 
 def worker_count(config: Config) -> int:
@@ -98,6 +105,9 @@ class Worker:
     load: int = 0
     handed: int = 0
     started_at: float = 0.0
+    seen: float = 0.0  # when its last message came
+    reported: bool = False  # it has sent a message since it started
+    stalled: bool = False
 
 
 class Supervisor:
@@ -114,6 +124,7 @@ class Supervisor:
         self.exit_code = 0
         self.metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
         self._wake_r, self._wake_w = socket.socketpair()
+        self._last_watch = time.monotonic()
 
     # ---- setup ----------------------------------------------------------------------------
     def bind(self) -> None:
@@ -164,7 +175,8 @@ class Supervisor:
         front_end.setblocking(False)
         worker.ctrl = front_end
         worker.load = worker.handed = 0
-        worker.started_at = time.monotonic()
+        worker.started_at = worker.seen = time.monotonic()
+        worker.reported = worker.stalled = False
         self.sel.register(front_end, selectors.EVENT_READ, ("ctrl", worker))
         log.info("worker %d started (pid %d, generation %d)", worker.id, pid, worker.generation)
 
@@ -190,6 +202,7 @@ class Supervisor:
                 for key, _ in self.sel.select(timeout=0.2):
                     self._on_event(key.data)
                 self._reap()
+                self._watch(time.monotonic())
             self._shutdown()
         finally:
             signal.set_wakeup_fd(old_fd)
@@ -232,7 +245,8 @@ class Supervisor:
                 conn.close()
 
     def _hand_over(self, conn: socket.socket) -> None:
-        live = [w for w in self.workers if w.ctrl is not None]
+        attached = [w for w in self.workers if w.ctrl is not None]
+        live = [w for w in attached if not w.stalled] or attached
         if not live:
             return
         worker = min(live, key=lambda w: w.load + w.handed)
@@ -255,8 +269,21 @@ class Supervisor:
             if not msg:
                 self._detach(worker)
                 return
+            worker.seen, worker.reported = time.monotonic(), True
+            if worker.stalled:
+                worker.stalled = False
+                log.warning("worker %d answers again", worker.id)
+                self._tell_others(worker, b"U%d" % worker.id)
             if msg.startswith(b"L"):
                 worker.load, worker.handed = int(msg[1:]), 0
+
+    def _tell_others(self, about: Worker, msg: bytes) -> None:
+        for other in self.workers:
+            if other is not about and other.ctrl is not None:
+                try:
+                    other.ctrl.send(msg)
+                except OSError as exc:
+                    log.warning("could not tell worker %d: %s", other.id, exc)
 
     def _detach(self, worker: Worker) -> None:
         if worker.ctrl is not None:
@@ -291,6 +318,29 @@ class Supervisor:
                 finally:
                     theirs.close()
             self.spawn(worker, links)
+
+    def _watch(self, now: float) -> None:
+        """Stall or kill the workers that stopped reporting (see the module doc)."""
+        gap, self._last_watch = now - self._last_watch, now
+        if gap > 1.0:  # the front itself did not run: nobody's silence counts
+            for worker in self.workers:
+                worker.seen += gap
+            return
+        for worker in self.workers:
+            if worker.proc is None or worker.ctrl is None or self.stopping:
+                continue
+            silent = now - worker.seen
+            if not worker.reported:
+                if silent >= START_GRACE:
+                    log.error("worker %d did not start in %.0f s: killed", worker.id, silent)
+                    worker.proc.kill()
+            elif silent >= KILL_AFTER:
+                log.error("worker %d silent for %.1f s: killed", worker.id, silent)
+                worker.proc.kill()
+            elif silent >= STALL_AFTER and not worker.stalled:
+                worker.stalled = True
+                log.error("worker %d silent for %.1f s: stalled", worker.id, silent)
+                self._tell_others(worker, b"S%d" % worker.id)
 
     def _shutdown(self) -> None:
         if self.listener is not None:

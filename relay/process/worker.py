@@ -5,8 +5,11 @@ one end of a ``SOCK_SEQPACKET`` socket pair to the front. Messages on it:
 
 * front -> worker: ``b"A"`` with accepted connections attached (SCM_RIGHTS);
   ``b"R<worker>:<generation>"`` when another worker was restarted, with this worker's
-  end of the new link to it attached;
-* worker -> front: ``b"L<connections>"`` every 250 ms (the front balances on it).
+  end of the new link to it attached; ``b"S<worker>"`` when another worker stopped
+  answering (bus requests to it then fail at once) and ``b"U<worker>"`` when it answers
+  again;
+* worker -> front: ``b"L<connections>"`` every 250 ms: the front balances on it, and a
+  worker that has not sent one for a while is stalled (see ``process/front.py``).
 
 The worker exits when the front goes away (PR_SET_PDEATHSIG, plus a check of the
 parent pid), so there are never orphans.
@@ -88,6 +91,12 @@ class WorkerProcess:
                 worker, generation = (int(x) for x in msg[1:].split(b":"))
                 link = socks.pop() if socks else None
                 self.server.worker_restarted(worker, generation, link)
+            elif msg[:1] in (b"S", b"U") and self.server.bus is not None:
+                peer = int(msg[1:])
+                if msg.startswith(b"S"):
+                    self.server.bus.peer_stalled(peer)
+                else:
+                    self.server.bus.peer_resumed(peer)
             for sock in socks:
                 asyncio.get_running_loop().create_task(self.server.adopt(sock))
 

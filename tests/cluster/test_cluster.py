@@ -206,3 +206,48 @@ async def test_workers_exit_when_front_is_killed(cluster: Cluster) -> None:
     while any(alive(pid) for pid in workers.values()) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not any(alive(pid) for pid in workers.values()), "orphan workers"
+
+
+@pytest.mark.slow
+async def test_stopped_worker_is_stalled_then_replaced(cluster: Cluster) -> None:
+    """SIGSTOP: after 2 s no new connections go to it and requests to it fail at once
+    (100); after 6 s it is killed and restarted, and its channels work again."""
+    from relay.process.front import KILL_AFTER, STALL_AFTER
+
+    workers = children(cluster.proc.pid)
+    shards = ShardMap(2)
+    theirs = next(f"k{i}" for i in range(100) if shards.owner(f"k{i}") == 1)
+    ours = next(f"k{i}" for i in range(100) if shards.owner(f"k{i}") == 0)
+    stopped_at = time.monotonic()
+    os.kill(workers[1], signal.SIGSTOP)
+    try:
+        await asyncio.sleep(STALL_AFTER + 0.8)
+        # every new connection is answered (none is handed to the stopped worker)
+        clients = [await cluster.client(f"n{i}") for i in range(6)]
+        for c in clients:
+            started = time.monotonic()
+            reply = await c.call("subscribe", {"channel": theirs}, timeout=2.0)
+            assert reply["error"]["code"] == 100, reply
+            assert time.monotonic() - started < 0.5  # failed at once, not after a timeout
+            assert "subscribe" in await c.call("subscribe", {"channel": ours})
+        assert (await cluster.api("publish", {"channel": theirs, "data": 1}))["error"][
+            "code"
+        ] == 100
+        assert "error" not in await cluster.api("publish", {"channel": ours, "data": 1})
+        # then it is killed and replaced
+        while children(cluster.proc.pid).get(1) in (None, workers[1]):
+            await asyncio.sleep(0.05)
+            assert time.monotonic() - stopped_at < KILL_AFTER + 3, "stalled worker not replaced"
+        assert time.monotonic() - stopped_at >= KILL_AFTER - 0.5
+        deadline = time.monotonic() + 5
+        while True:
+            res = await cluster.api("publish", {"channel": theirs, "data": 2})
+            if "error" not in res or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert "error" not in res, res
+        for c in clients:
+            await c.close()
+    finally:
+        if alive(workers[1]):
+            os.kill(workers[1], signal.SIGCONT)
