@@ -30,8 +30,8 @@ test: install lint
 	RELAY_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration -x
 
 lint: install
-	$(BIN)/ruff format --check relay tests scripts $(wildcard bench)
-	$(BIN)/ruff check relay tests scripts $(wildcard bench)
+	$(BIN)/ruff format --check relay tests scripts fuzz $(wildcard bench)
+	$(BIN)/ruff check relay tests scripts fuzz $(wildcard bench)
 	$(BIN)/mypy relay
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_cycles.py relay bench

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -66,6 +66,14 @@ class API:
         status, body, _ = await self.raw("/" + method, json.dumps(params), **kw)
         assert status == 200, (status, body)
         return json.loads(body)
+
+
+@pytest.fixture(autouse=True)
+def no_server_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No client input may make the server log a traceback (issue 9's rule)."""
+    yield
+    traced = [r for r in caplog.records if r.exc_info]
+    assert not traced, [f"{r.name}: {r.getMessage()}" for r in traced]
 
 
 @pytest.fixture
