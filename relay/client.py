@@ -60,6 +60,10 @@ Request = dict[str, Any]
 Result = dict[str, Any]
 
 
+#: a push's key -> its frame type in Centrifugo's transport metrics
+PUSH_FRAME_TYPES = {"pub": "push_publication", "message": "push_message"}
+
+
 class ClientTransport(Protocol):
     """What a client needs from its transport (websocket, later emulation)."""
 
@@ -92,10 +96,16 @@ class Client:
         self._frames: deque[bytes] = deque()
         self._task: asyncio.Task[None] | None = None
         self.after_reply: list[Callable[[], Any]] = []
+        self._ping_sent = 0.0  # when the unanswered server ping went out (perf_counter)
         self._loop = asyncio.get_running_loop()
         self.timers = Timers(self._loop, self.ctx.clock)
         node.hub.open(self)
         self.timers.set("stale", self.ctx.session.client.stale_close_delay, self._on_stale)
+
+    @property
+    def transport_name(self) -> str:
+        """The transport's name in metrics (``websocket``, ...)."""
+        return self.transport.name
 
     # ---- transport side -----------------------------------------------------------------
     def on_frame(self, payload: bytes) -> None:
@@ -132,35 +142,42 @@ class Client:
             self._task = None
 
     async def _handle_frame(self, payload: bytes) -> None:
-        self.node.metrics.frame_received(len(payload))
+        size = len(payload)  # counted with the frame's first command
         try:
             for command in self.codec.iter_commands(payload):
                 if self.closed:
                     return
-                await self._handle_command(command)
+                await self._handle_command(command, size)
+                size = 0
         except DecodeError as exc:
             log.info("bad request from client %s: %s", self.uid, exc)
             self.disconnect(DISCONNECT_BAD_REQUEST)
 
     # ---- dispatch -----------------------------------------------------------------------
-    async def _handle_command(self, command: Request) -> None:
+    async def _handle_command(self, command: Request, size: int = 0) -> None:
         try:
             method = self.session.dispatch(command)
         except DisconnectError as exc:
             self.disconnect(exc.disconnect)
             return
+        metrics = self.node.metrics
         if method == PONG:
+            metrics.frame_received("client_pong", size, self.transport.name)
             self.timers.cancel("pong")
+            if self._ping_sent:
+                metrics.ping_pong(time.perf_counter() - self._ping_sent, self.transport.name)
+                self._ping_sent = 0.0
             return
+        metrics.frame_received(method, size, self.transport.name)
         cmd_id = command.get("id", 0)
         started = time.perf_counter()
         try:
             result = await HANDLERS[method](self, command[method])
             if method != "send":
-                self._write_reply({"id": cmd_id, method: result})
+                self._write_reply({"id": cmd_id, method: result}, method)
         except ReplyError as exc:
             self.node.metrics.reply_error(method, exc.error.code)
-            self._write_reply({"id": cmd_id, "error": exc.error.to_dict()})
+            self._write_reply({"id": cmd_id, "error": exc.error.to_dict()}, method)
             if method == "connect" and self.session.state is not CONNECTED:
                 self.session.connect_failed()
             self.after_reply.clear()
@@ -173,7 +190,7 @@ class Client:
             if method == "connect":
                 self.disconnect(DISCONNECT_BAD_REQUEST)
             elif cmd_id:
-                self._write_reply({"id": cmd_id, "error": ERROR_INTERNAL.to_dict()})
+                self._write_reply({"id": cmd_id, "error": ERROR_INTERNAL.to_dict()}, method)
         finally:
             self.node.metrics.command(method, time.perf_counter() - started)
         while self.after_reply and not self.closed:
@@ -182,14 +199,19 @@ class Client:
                 await outcome
 
     # ---- writing ------------------------------------------------------------------------
-    def _write_reply(self, reply: Result) -> None:
+    def _write_reply(self, reply: Result, method: str) -> None:
         if not self.closed:
-            self.transport.write_message(self.codec.encode_reply(reply))
+            data = self.codec.encode_reply(reply)
+            self.transport.write_message(data)
+            self.node.metrics.frames_sent(method, 1, len(data), self.transport.name)
 
     def send_push(self, push: Result) -> None:
         """Encode and queue a push (``{"channel": ..., "<kind>": {...}}``)."""
         if not self.closed:
-            self.transport.write_message(self.codec.encode_reply({"push": push}))
+            data = self.codec.encode_reply({"push": push})
+            self.transport.write_message(data)
+            kind = next((k for k in push if k != "channel"), "")
+            self.node.metrics.frames_sent(PUSH_FRAME_TYPES.get(kind, "push_" + kind), 1, len(data))
 
     def pub_dict(self, pub: Publication) -> Result:
         if self.codec.name == "json" and not pub.data_json:
@@ -259,8 +281,10 @@ class Client:
 
     def on_ping(self) -> None:
         cfg = self.ctx.session.client
-        self.transport.write_message(self.codec.encode_reply({}))
-        self.node.metrics.message_sent("ping")
+        ping = self.codec.encode_reply({})
+        self.transport.write_message(ping)
+        self.node.metrics.frames_sent("server_ping", 1, len(ping), self.transport.name)
+        self._ping_sent = time.perf_counter()
         if cfg.pong_timeout > 0:
             self.session.ping_sent()
             self.timers.set("pong", cfg.pong_timeout, lambda: self.disconnect(DISCONNECT_NO_PONG))
@@ -345,4 +369,6 @@ class Client:
         except Exception:
             log.exception("cleanup of client %s failed", self.uid)
         finally:
+            if self.node.hub.clients.get(self.uid) is self:
+                self.node.metrics.connection_closed(self.transport.name, self.name, self.version)
             self.node.remove_client(self)

@@ -45,6 +45,9 @@ class CommandClient(SubscriptionOwner, Protocol):
     version: str
     after_reply: list[Callable[[], Any]]
 
+    @property
+    def transport_name(self) -> str: ...
+
     def on_expire(self) -> None: ...
 
     def on_ping(self) -> None: ...
@@ -67,6 +70,7 @@ async def connect(client: CommandClient, req: Request) -> Result:
     client.session.connected()
     client.timers.cancel("stale")
     client.node.add_client(client)
+    client.node.metrics.connection_accepted(client.transport_name, client.name, client.version)
     if plan.expire_in is not None:
         client.timers.set("expire", plan.expire_in, client.on_expire)
     if plan.ping_in is not None:

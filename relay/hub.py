@@ -42,6 +42,7 @@ class Connection(Subscriber, Protocol):
     """The hub's and the node's view of a client connection."""
 
     user: str
+    name: str  # the client's name from its connect request (a metrics label)
 
     def disconnect(self, disconnect: Disconnect) -> None:
         """Close the connection with ``disconnect``."""
@@ -82,6 +83,7 @@ class Hub:
         #: connected clients by client id, and client ids by user
         self.clients: dict[str, Connection] = {}
         self.users: dict[str, set[str]] = {}
+        self.last_push_size = 0
 
     # ---- connections --------------------------------------------------------------------
     def open(self, conn: Connection) -> None:
@@ -131,6 +133,9 @@ class Hub:
         subs[sub.uid] = sub
         return first
 
+    def subscribed(self, channel: str, sub: Subscriber) -> bool:
+        return sub.uid in self._channels.get(channel, ())
+
     def remove(self, channel: str, sub: Subscriber) -> bool:
         """Unregister ``sub``; True when the channel has no local subscribers left."""
         subs = self._channels.get(channel)
@@ -163,7 +168,10 @@ class Hub:
 
     # ---- fan-out ----------------------------------------------------------------------
     def broadcast_publication(self, channel: str, pub: Publication, epoch: str = "") -> int:
-        """Encode once per codec and queue to every local subscriber; returns count."""
+        """Encode once per codec and queue to every local subscriber; returns count.
+
+        ``last_push_size`` is then the size of one encoded push (for the metrics).
+        """
         subs = self._channels.get(channel)
         if not subs:
             return 0
@@ -175,6 +183,8 @@ class Hub:
                 binary_to_json = codec.name == "json" and not pub.data_json
                 payload = None if binary_to_json else codec.encode_pub_push(channel, pub)
                 encoded[codec.name] = payload
+                if payload is not None:
+                    self.last_push_size = len(payload)
             sub.deliver_publication(channel, pub, payload, epoch)
         return len(subs)
 

@@ -79,60 +79,88 @@ class Node:
 
     # ---- engine events ----------------------------------------------------------------
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
+        started = time.perf_counter()
         n = self.hub.broadcast_publication(channel, pub, sp.epoch)
-        self.metrics.message_sent("publication", n)
+        metrics = self.metrics
+        metrics.message_received("publication")
+        if n:
+            metrics.broadcast(time.perf_counter() - started)
+            metrics.frames_sent("push_publication", n, n * self.hub.last_push_size)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
+        self.metrics.message_received("join")
         self.hub.broadcast_join_leave(channel, "join", info)
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        self.metrics.message_received("leave")
         self.hub.broadcast_join_leave(channel, "leave", info)
 
     # ---- clients ----------------------------------------------------------------------
     def add_client(self, client: Connection) -> None:
+        self.metrics.action("add_client")
         self.hub.connected(client)
         self.metrics.set_clients(self.hub.num_clients, self.hub.num_users)
 
     def remove_client(self, client: Connection) -> None:
+        self.metrics.action("remove_client")
         known = client.uid in self.hub.clients
         self.hub.closed(client)
         if known:
             self.metrics.set_clients(self.hub.num_clients, self.hub.num_users)
 
     async def add_subscription(self, channel: str, client: Connection) -> None:
+        self.metrics.action("add_subscription")
+        self.metrics.subscriptions_changed(client.name, 1)
         if self.hub.add(channel, client):
+            self.metrics.action("broker_subscribe")
             await self.engine.subscribe(channel)
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
 
     async def remove_subscription(self, channel: str, client: Connection) -> None:
+        self.metrics.action("remove_subscription")
+        if self.hub.subscribed(channel, client):
+            self.metrics.subscriptions_changed(client.name, -1)
         if self.hub.remove(channel, client):
+            self.metrics.action("broker_unsubscribe")
             self._broker_lost.discard(channel)
             await self.engine.unsubscribe(channel)
         self.metrics.set_subscriptions(self.hub.num_subscriptions, self.hub.num_channels)
 
     # ---- the engine: history, presence, join/leave (only the node touches it) ----------
-    async def history(self, channel: str, flt: HistoryFilter, meta_ttl: float) -> HistoryResult:
+    async def history(
+        self, channel: str, flt: HistoryFilter, meta_ttl: float, action: str = "history"
+    ) -> HistoryResult:
+        """``action``: the node action it counts as (``history``, ``history_recover``,
+        ``history_stream_top``), as Centrifugo names them."""
+        self.metrics.action(action)
         return await self.engine.history(channel, flt, meta_ttl)
 
     async def remove_history(self, channel: str) -> None:
+        self.metrics.action("history_remove")
         await self.engine.remove_history(channel)
 
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo) -> None:
+        self.metrics.action("add_presence")
         await self.engine.add_presence(channel, client_id, info)
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
+        self.metrics.action("remove_presence")
         await self.engine.remove_presence(channel, client_id, user)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        self.metrics.action("presence")
         return await self.engine.presence(channel)
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
+        self.metrics.action("presence_stats")
         return await self.engine.presence_stats(channel)
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        self.metrics.message_sent("join")
         await self.engine.publish_join(channel, info)
 
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        self.metrics.message_sent("leave")
         await self.engine.publish_leave(channel, info)
 
     # ---- publishing -------------------------------------------------------------------
@@ -153,7 +181,10 @@ class Node:
     ) -> list[tuple[StreamPosition, bool] | ReplyError]:
         """Publish a batch through the engine (one bus message per owning shard)."""
         outcomes = await self.engine.publish_many(items)
-        self.metrics.message_received("publication", len(items))
+        self.metrics.message_sent("publication", len(items))
+        for outcome in outcomes:
+            if not isinstance(outcome, ReplyError) and outcome[1]:
+                self.metrics.publish_suppressed_by("idempotency")
         return outcomes
 
     async def publish(
@@ -167,8 +198,10 @@ class Node:
     ) -> StreamPosition:
         """Publish into ``channel`` through the engine; returns its stream position."""
         popts = self.publish_options(opts, skip_history, idempotency_key)
-        sp, _ = await self.engine.publish(channel, pub, popts)
-        self.metrics.message_received("publication")
+        sp, suppressed = await self.engine.publish(channel, pub, popts)
+        self.metrics.message_sent("publication")
+        if suppressed:
+            self.metrics.publish_suppressed_by("idempotency")
         return sp
 
     def check_data_format(self, opts: ChannelOptions, data: bytes, data_json: bool) -> None:
@@ -197,11 +230,13 @@ class Node:
         """Run a connection action (subscribe, unsubscribe, disconnect, refresh) everywhere."""
         plain = dict(req)  # what crosses to the other workers: a plain dict
         if self.link is not None:
+            self.metrics.message_sent("control")
             self.link.broadcast(op, plain)
         await self._apply_control(op, plain)
 
     def apply_control(self, op: str, req: dict[str, Any]) -> None:
         """A control operation that another worker broadcast."""
+        self.metrics.message_received("control")
         asyncio.get_running_loop().create_task(self._apply_control(op, req))
 
     async def _apply_control(self, op: str, req: dict[str, Any]) -> None:
@@ -232,9 +267,13 @@ class Node:
 
     async def survey(self, op: str) -> list[Any]:
         """Every worker's answer (workers that fail to answer are left out)."""
+        started = time.perf_counter()
+        self.metrics.action("survey")
         results = [self.local_survey(op)]
         if self.link is not None:
             results.extend(await self.link.survey(op))
+        if op == "channels":  # Centrifugo's only survey (its info comes another way)
+            self.metrics.survey(op, time.perf_counter() - started)
         return results
 
     async def refresh_presence(self) -> None:

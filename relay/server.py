@@ -161,6 +161,9 @@ class RelayServer:
             if self.bus is not None:
                 self.metrics.bus_counters(self.bus.counters)
             self.metrics.worker_connections.set(len(self.node.hub.connections))
+            if isinstance(self.link, RedisLink):
+                self.metrics.set_nodes(self.link.live_nodes())
+            self.metrics.tick()
 
     async def stop(self) -> None:
         """Numbered steps: 1 stop accepting; 2 close clients with 3001; 3 finish HTTP; 4 engine."""

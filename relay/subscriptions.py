@@ -121,10 +121,11 @@ async def _position_result(
     node = client.node
     if recover and features.recoverable:
         pubs, top, recovered = await _recover(client, ch, opts, req, features.cache_recovery)
-        node.metrics.recover(recovered)
+        node.metrics.recover(recovered, bool(pubs))
         recovery_fields(result, req, top, recovered, [client.pub_dict(p) for p in pubs])
     else:
-        top = (await node.history(ch, HistoryFilter(limit=0), opts.history_meta_ttl)).position
+        meta_ttl = opts.history_meta_ttl
+        top = (await node.history(ch, HistoryFilter(), meta_ttl, "history_stream_top")).position
         result["epoch"] = top.epoch
         result["offset"] = top.offset
     sub.epoch, sub.offset = top.epoch, top.offset
@@ -142,12 +143,14 @@ async def _recover(
     flt = HistoryFilter(since=since, limit=limit if limit > 0 else -1)
     if cache_mode:
         flt = HistoryFilter(limit=1, reverse=True)
+    action = "history_recover_cache" if cache_mode else "history_recover"
     try:
-        hist = await node.history(ch, flt, meta_ttl)
+        hist = await node.history(ch, flt, meta_ttl, action)
     except ReplyError as exc:
         if exc.error.code != ERROR_UNRECOVERABLE_POSITION.code:
             raise
-        top = (await node.history(ch, HistoryFilter(limit=0), meta_ttl)).position
+        top_read = HistoryFilter(limit=0)
+        top = (await node.history(ch, top_read, meta_ttl, "history_stream_top")).position
         return [], top, False
     pubs, ok = recovered_publications(since, hist.publications, hist.position, cache_mode)
     return pubs, hist.position, ok

@@ -138,6 +138,10 @@ class RedisLink:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
 
+    def live_nodes(self) -> int:
+        """Nodes heard from lately, this one included (a key is ``<node>.<worker>``)."""
+        return len({key.rsplit(".", 1)[0] for key in [self.key, *self.live_peers()]})
+
     def live_peers(self) -> list[str]:
         now = time.monotonic()
         for key in [k for k, seen in self.peers.items() if now - seen > PEER_TTL]:

@@ -258,6 +258,7 @@ class Gateway(asyncio.Protocol):
             self._respond(403, "Forbidden", "Sec-Websocket-Version: 13\r\n")
             return
         if not self.ctx.admission.admit():
+            self.ctx.node.metrics.connection_refused()
             self._respond(503, "Service Unavailable")
             return
         codec, subprotocol = negotiate(target, headers.get("sec-websocket-protocol", ""))
@@ -361,6 +362,7 @@ class WebSocketConnection(asyncio.Protocol):
         if not self._closing:
             self._closing = True
             self.transport.write(build_close_frame(code, reason))
+            self.ctx.node.metrics.close_sent(code)
             self._schedule_abort()
         self.client.on_transport_closed()
 
@@ -417,6 +419,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self.transport.abort()
             else:
                 self.transport.write(close_frame(disconnect.code, disconnect.reason))
+                self.ctx.node.metrics.close_sent(disconnect.code)
                 self._schedule_abort()
             return
         self.flush()
@@ -425,6 +428,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.transport.write(close_frame(disconnect.code, disconnect.reason))
+        self.ctx.node.metrics.close_sent(disconnect.code)
         self._schedule_abort()
 
     def _schedule_abort(self) -> None:

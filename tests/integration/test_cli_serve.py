@@ -88,7 +88,7 @@ async def test_serve_publish_and_sigterm(relay_process: Any) -> None:
             assert resp.status == 200
         async with http.get(f"{base}/metrics") as resp:
             text = await resp.text()
-            assert "centrifugo_node_num_clients 1.0" in text
+            assert "centrifugo_node_num_clients 1\n" in text
     assert (await c.push("pub", "news"))["pub"]["data"] == {"x": 1}
     closing = asyncio.ensure_future(c.closed(timeout=5))
     proc.send_signal(signal.SIGTERM)
