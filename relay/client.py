@@ -97,6 +97,7 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         self.after_reply: list[Callable[[], Any]] = []
         self._ping_sent = 0.0  # when the unanswered server ping went out (perf_counter)
+        self._reply_size = 0  # bytes of the reply of the command being handled
         self._loop = asyncio.get_running_loop()
         self.timers = Timers(self._loop, self.ctx.clock)
         node.hub.open(self)
@@ -168,16 +169,16 @@ class Client:
                 metrics.ping_pong(time.perf_counter() - self._ping_sent, self.transport.name)
                 self._ping_sent = 0.0
             return
-        metrics.frame_received(method, size, self.transport.name)
+        self._reply_size = 0
         cmd_id = command.get("id", 0)
         started = time.perf_counter()
         try:
             result = await HANDLERS[method](self, command[method])
             if method != "send":
-                self._write_reply({"id": cmd_id, method: result}, method)
+                self._write_reply({"id": cmd_id, method: result})
         except ReplyError as exc:
             self.node.metrics.reply_error(method, exc.error.code)
-            self._write_reply({"id": cmd_id, "error": exc.error.to_dict()}, method)
+            self._write_reply({"id": cmd_id, "error": exc.error.to_dict()})
             if method == "connect" and self.session.state is not CONNECTED:
                 self.session.connect_failed()
             self.after_reply.clear()
@@ -190,20 +191,22 @@ class Client:
             if method == "connect":
                 self.disconnect(DISCONNECT_BAD_REQUEST)
             elif cmd_id:
-                self._write_reply({"id": cmd_id, "error": ERROR_INTERNAL.to_dict()}, method)
+                self._write_reply({"id": cmd_id, "error": ERROR_INTERNAL.to_dict()})
         finally:
-            self.node.metrics.command(method, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.command(method, seconds, size, self._reply_size, self.transport.name)
         while self.after_reply and not self.closed:
             outcome = self.after_reply.pop(0)()
             if asyncio.iscoroutine(outcome):
                 await outcome
 
     # ---- writing ------------------------------------------------------------------------
-    def _write_reply(self, reply: Result, method: str) -> None:
+    def _write_reply(self, reply: Result) -> None:
+        """Write a command's reply (its size goes to the command's metrics)."""
         if not self.closed:
             data = self.codec.encode_reply(reply)
             self.transport.write_message(data)
-            self.node.metrics.frames_sent(method, 1, len(data), self.transport.name)
+            self._reply_size = len(data)
 
     def send_push(self, push: Result) -> None:
         """Encode and queue a push (``{"channel": ..., "<kind>": {...}}``)."""

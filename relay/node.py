@@ -81,11 +81,8 @@ class Node:
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
         started = time.perf_counter()
         n = self.hub.broadcast_publication(channel, pub, sp.epoch)
-        metrics = self.metrics
-        metrics.message_received("publication")
-        if n:
-            metrics.broadcast(time.perf_counter() - started)
-            metrics.frames_sent("push_publication", n, n * self.hub.last_push_size)
+        seconds = time.perf_counter() - started
+        self.metrics.publication_delivered(n, self.hub.last_push_size, seconds)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.metrics.message_received("join")

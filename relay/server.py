@@ -175,6 +175,7 @@ class RelayServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.sleep(0.05)
+        self.metrics.flush()  # a worker's last counts stay in the node's totals
         if self.link is not None:
             await self.link.close()
         if self.bus is not None:

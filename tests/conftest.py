@@ -139,9 +139,11 @@ class ServerHandle:
         return sum(node.hub.num_subscribers(channel) for node in self.nodes)
 
     def server_disconnects(self, code: int) -> float:
-        return sum(
-            node.metrics.server_disconnects.labels(str(code))._value.get() for node in self.nodes
-        )
+        total = 0.0
+        for node in self.nodes:
+            node.metrics.flush()  # counts reach prometheus-client once a second otherwise
+            total += node.metrics.server_disconnects.labels(str(code))._value.get()
+        return total
 
 
 class ClusterServer:

@@ -41,6 +41,12 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self._exposition = Exposition()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._counts: dict[tuple[Any, tuple[str, ...]], float] = {}
+        self._histograms: dict[tuple[Any, tuple[str, ...]], list[Any]] = {}
+        self._summaries: dict[tuple[Any, tuple[str, ...]], list[Any]] = {}
+        self._sketch_counts: dict[tuple[str, tuple[str, ...], int], int] = {}
+        self._command_entries: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._publication_entries: tuple[Any, ...] | None = None
         self._sketch_slot = slot_of(time.time())
         self._sketch_children: list[dict[tuple[str, str, int], Any]] = [{} for _ in range(SLOTS)]
         self.sketch = Gauge(
@@ -123,28 +129,88 @@ class Metrics:
         self._exposition.summary_labels[name] = spec.labels
         return Summary(name, spec.help, spec.labels, **common)
 
-    # ---- updates ------------------------------------------------------------------------
+    # ---- updates: counted here, handed to prometheus-client by ``flush`` -----------------
+    # A prometheus-client update takes a lock and writes a shared file in multiprocess
+    # mode (several thousand instructions); the hot paths only add to plain dicts, and
+    # ``flush`` (each second from ``tick``, and before every scrape) passes the totals on.
+
     def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, looked up once: the hot paths call these per message
-        (prometheus-client takes a lock and builds a key on every ``labels`` call)."""
+        """``metric.labels(*labels)``, looked up once."""
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*labels)
+            child = self._children[key] = metric.labels(*labels) if labels else metric
         return child
 
-    def _observe_summary(self, summary: Any, labels: tuple[str, ...], seconds: float) -> None:
-        self._child(summary, *labels).observe(seconds)
+    def _add(self, metric: Any, labels: tuple[str, ...], n: float = 1) -> None:
+        key = (metric, labels)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + n
+
+    def _observe(self, histogram: Any, labels: tuple[str, ...], value: float, n: int = 1) -> None:
+        key = (histogram, labels)
+        entry = self._histograms.get(key)
+        if entry is None:
+            bounds = histogram._upper_bounds
+            entry = self._histograms[key] = [[0] * len(bounds), 0.0, bounds]
+        entry[0][bisect.bisect_left(entry[2], value)] += n
+        entry[1] += value * n
+
+    def _observe_summary(
+        self, summary: Any, labels: tuple[str, ...], value: float, n: int = 1
+    ) -> None:
+        key = (summary, labels)
+        entry = self._summaries.get(key)
+        if entry is None:
+            entry = self._summaries[key] = [0, 0.0]
+        entry[0] += n
+        entry[1] += value * n
+        sketch_key = (summary._name, labels, bucket_of(value))
+        self._sketch_counts[sketch_key] = self._sketch_counts.get(sketch_key, 0) + n
+
+    def flush(self) -> None:
+        """Pass what was counted since the last call on to prometheus-client.
+
+        Entries are zeroed in place, not dropped, so the hot paths can keep references.
+        """
+        counts = self._counts
+        for key, n in counts.items():
+            if n:
+                self._child(key[0], *key[1]).inc(n)
+                counts[key] = 0
+        for (histogram, labels), entry in self._histograms.items():
+            buckets = entry[0]
+            if not any(buckets):
+                continue
+            child = self._child(histogram, *labels)
+            for i, c in enumerate(buckets):
+                if c:
+                    child._buckets[i].inc(c)
+                    buckets[i] = 0
+            child._sum.inc(entry[1])
+            entry[1] = 0.0
+        for (summary, labels), entry in self._summaries.items():
+            if entry[0]:
+                child = self._child(summary, *labels)
+                child._count.inc(entry[0])
+                child._sum.inc(entry[1])
+                entry[0], entry[1] = 0, 0.0
+        sketches, self._sketch_counts = self._sketch_counts, {}
         slot = self._sketch_slot % SLOTS
-        key = (summary._name, series_key(labels), bucket_of(seconds))
         children = self._sketch_children[slot]
-        child = children.get(key)
-        if child is None:
-            child = children[key] = self.sketch.labels(key[0], key[1], str(slot), str(key[2]))
-        child.inc()
+        for (summary_name, labels, bucket), n in sketches.items():
+            if not n:
+                continue
+            series = (summary_name, series_key(labels), bucket)
+            child = children.get(series)
+            if child is None:
+                child = self.sketch.labels(summary_name, series[1], str(slot), str(bucket))
+                children[series] = child
+            child.inc(n)
 
     def tick(self, now: float | None = None) -> None:
-        """Age the summaries' windows: a slot entered again starts empty (call each second)."""
+        """Flush, and age the summaries' windows: a slot entered again starts empty."""
+        self.flush()
         current = slot_of(time.time() if now is None else now)
         if current == self._sketch_slot:
             return
@@ -157,13 +223,13 @@ class Metrics:
 
     def message_sent(self, kind: str, n: int = 1) -> None:
         if n:
-            self._child(self.messages_sent, kind, "").inc(n)
+            self._add(self.messages_sent, (kind, ""), n)
 
     def message_received(self, kind: str, n: int = 1) -> None:
-        self._child(self.messages_received, kind, "").inc(n)
+        self._add(self.messages_received, (kind, ""), n)
 
     def action(self, name: str) -> None:
-        self._child(self.actions, name, "").inc()
+        self._add(self.actions, (name, ""))
 
     def set_clients(self, clients: int, users: int) -> None:
         self.num_clients.set(clients)
@@ -176,93 +242,151 @@ class Metrics:
     def set_nodes(self, nodes: int) -> None:
         self.num_nodes.set(nodes)
 
-    def command(self, method: str, seconds: float) -> None:
-        self._observe_summary(self.command_duration, (method, ""), seconds)
-        self._child(self.command_histogram, method, "").observe(seconds)
+    def command(
+        self,
+        method: str,
+        seconds: float,
+        received: int = 0,
+        sent: int = 0,
+        transport: str = "websocket",
+    ) -> None:
+        """One client command: its duration, and the frames it came in and went out in
+        (``received``/``sent`` bytes; 0 for none). The per-command hot path: one call."""
+        entries = self._command_entries.get((method, transport))
+        if entries is None:
+            entries = self._command_entry(method, transport)
+        counts = self._counts
+        recv, recv_size, out, out_size, summary, histogram, name = entries
+        counts[recv] += 1
+        counts[recv_size] += received
+        if sent:
+            counts[out] += 1
+            counts[out_size] += sent
+        summary[0] += 1
+        summary[1] += seconds
+        histogram[0][bisect.bisect_left(histogram[2], seconds)] += 1
+        histogram[1] += seconds
+        key = (name, (method, ""), bucket_of(seconds))
+        self._sketch_counts[key] = self._sketch_counts.get(key, 0) + 1
+
+    def _command_entry(self, method: str, transport: str) -> tuple[Any, ...]:
+        labels = (transport, method, "")
+        keys = [
+            (self.transport_received, labels),
+            (self.transport_received_size, labels),
+            (self.transport_sent, labels),
+            (self.transport_sent_size, labels),
+        ]
+        for key in keys:
+            self._counts.setdefault(key, 0)
+        self._observe_summary(self.command_duration, (method, ""), 0.0, 0)
+        self._observe(self.command_histogram, (method, ""), 0.0, 0)
+        summary = self._summaries[(self.command_duration, (method, ""))]
+        histogram = self._histograms[(self.command_histogram, (method, ""))]
+        entries = (*keys, summary, histogram, self.command_duration._name)
+        self._command_entries[(method, transport)] = entries
+        return entries
 
     def reply_error(self, method: str, code: int) -> None:
-        self._child(self.reply_errors, method, str(code), "").inc()
+        self._add(self.reply_errors, (method, str(code), ""))
 
     def server_unsubscribe(self, code: int) -> None:
-        self._child(self.server_unsubscribes, str(code), "").inc()
+        self._add(self.server_unsubscribes, (str(code), ""))
 
     def server_disconnect(self, code: int) -> None:
-        self._child(self.server_disconnects, str(code)).inc()
+        self._add(self.server_disconnects, (str(code),))
 
     def close_sent(self, code: int, transport: str = "websocket") -> None:
-        self._child(self.outgoing_close, transport, str(code)).inc()
+        self._add(self.outgoing_close, (transport, str(code)))
 
     def recover(self, recovered: bool, with_publications: bool = False) -> None:
         labels = ("yes" if recovered else "no", "", "yes" if with_publications else "no")
-        self._child(self.recovers, *labels).inc()
+        self._add(self.recovers, labels)
 
     def connection_accepted(self, transport: str, name: str, version: str) -> None:
         labels = (transport, "", *client_labels(name, version))
-        self._child(self.connections_accepted, *labels).inc()
-        self._child(self.connections_inflight, *labels).inc()
+        self._add(self.connections_accepted, labels)
+        self._add(self.connections_inflight, labels)
 
     def connection_closed(self, transport: str, name: str, version: str) -> None:
         labels = (transport, "", *client_labels(name, version))
-        self._child(self.connections_inflight, *labels).dec()
+        self._add(self.connections_inflight, labels, -1)
 
     def subscriptions_changed(self, name: str, delta: int) -> None:
-        self._child(self.subscriptions_inflight, client_labels(name, "")[0], "").inc(delta)
+        self._add(self.subscriptions_inflight, (client_labels(name, "")[0], ""), delta)
 
     def connection_refused(self) -> None:
-        self.connection_limit.inc()
+        self._add(self.connection_limit, ())
 
     def frame_received(self, frame_type: str, size: int, transport: str = "websocket") -> None:
-        self._child(self.transport_received, transport, frame_type, "").inc()
-        self._child(self.transport_received_size, transport, frame_type, "").inc(size)
+        labels = (transport, frame_type, "")
+        self._add(self.transport_received, labels)
+        if size:
+            self._add(self.transport_received_size, labels, size)
 
     def frames_sent(self, frame_type: str, n: int, size: int, transport: str = "websocket") -> None:
         """``n`` messages of ``frame_type`` written, ``size`` bytes in all (before framing)."""
-        self._child(self.transport_sent, transport, frame_type, "").inc(n)
-        self._child(self.transport_sent_size, transport, frame_type, "").inc(size)
+        labels = (transport, frame_type, "")
+        self._add(self.transport_sent, labels, n)
+        self._add(self.transport_sent_size, labels, size)
 
     def broadcast(self, seconds: float) -> None:
-        self._child(self.broadcast_duration, "publication", "").observe(seconds)
+        self._observe(self.broadcast_duration, ("publication", ""), seconds)
+
+    def publication_delivered(self, n: int, size: int, seconds: float) -> None:
+        """A publication from the broker, queued to ``n`` local subscribers in ``seconds``,
+        ``size`` bytes each (``messages_received_count``, the broadcast, ``push_publication``
+        frames): the per-publication hot path, one call."""
+        entries = self._publication_entries
+        if entries is None:
+            entries = self._publication_entries = self._publication_entry()
+        counts = self._counts
+        counts[entries[0]] += 1
+        if n:
+            counts[entries[1]] += n
+            counts[entries[2]] += n * size
+            histogram = entries[3]
+            histogram[0][bisect.bisect_left(histogram[2], seconds)] += 1
+            histogram[1] += seconds
+
+    def _publication_entry(self) -> tuple[Any, ...]:
+        keys = [
+            (self.messages_received, ("publication", "")),
+            (self.transport_sent, ("websocket", "push_publication", "")),
+            (self.transport_sent_size, ("websocket", "push_publication", "")),
+        ]
+        for key in keys:
+            self._counts.setdefault(key, 0)
+        self._observe(self.broadcast_duration, ("publication", ""), 0.0, 0)
+        return (*keys, self._histograms[(self.broadcast_duration, ("publication", ""))])
 
     def tags_filtered(self, n: int = 1) -> None:
-        self._child(self.tags_dropped, "").inc(n)
+        self._add(self.tags_dropped, ("",), n)
 
     def publish_suppressed_by(self, reason: str) -> None:
-        self._child(self.publish_suppressed, reason, "").inc()
+        self._add(self.publish_suppressed, (reason, ""))
 
     def survey(self, op: str, seconds: float) -> None:
         self._observe_summary(self.survey_duration, (op,), seconds)
-        self._child(self.survey_histogram, op).observe(seconds)
+        self._observe(self.survey_histogram, (op,), seconds)
 
     def ping_pong(self, seconds: float, transport: str = "websocket") -> None:
-        self._child(self.ping_pong_histogram, transport).observe(seconds)
+        self._observe(self.ping_pong_histogram, (transport,), seconds)
 
     def api_command(self, method: str, seconds: float, protocol: str = "http") -> None:
-        self._observe_summary(self.api_duration, (protocol, method), seconds)
-        self._child(self.api_duration_histogram, protocol, method).observe(seconds)
+        labels = (protocol, method)
+        self._observe_summary(self.api_duration, labels, seconds)
+        self._observe(self.api_duration_histogram, labels, seconds)
 
     def api_commands(self, method: str, n: int, seconds: float, protocol: str = "http") -> None:
-        """``n`` commands that ran as one group in ``seconds`` (a batch's publishes).
-
-        Counts ``n`` observations of the mean duration in O(1), instead of ``n`` calls.
-        """
-        mean = seconds / n
-        summary = self._child(self.api_duration, protocol, method)
-        summary._count.inc(n)
-        summary._sum.inc(seconds)
-        slot = self._sketch_slot % SLOTS
-        key = (self.api_duration._name, series_key((protocol, method)), bucket_of(mean))
-        child = self._sketch_children[slot].get(key)
-        if child is None:
-            child = self.sketch.labels(key[0], key[1], str(slot), str(key[2]))
-            self._sketch_children[slot][key] = child
-        child.inc(n)
-        histogram = self._child(self.api_duration_histogram, protocol, method)
-        index = bisect.bisect_left(histogram._upper_bounds, mean)
-        histogram._buckets[index].inc(n)
-        histogram._sum.inc(seconds)
+        """``n`` commands that ran as one group in ``seconds`` (a batch's publishes): ``n``
+        observations of their mean duration."""
+        labels = (protocol, method)
+        self._observe_summary(self.api_duration, labels, seconds / n, n)
+        self._observe(self.api_duration_histogram, labels, seconds / n, n)
 
     def api_error(self, method: str, error: str, protocol: str = "http") -> None:
-        self._child(self.api_errors, protocol, method, error).inc()
+        self._add(self.api_errors, (protocol, method, error))
 
     def bus_counters(self, counters: dict[str, int]) -> None:
         """Copy the bus's running totals (sent, backlogged, stale, gaps, ...) as increments."""
@@ -280,6 +404,7 @@ class Metrics:
         (FZambia/eagle's flattening); labels with empty values are dropped. Values are
         totals since start (Centrifugo reports counter deltas over the aggregate interval).
         """
+        self.flush()
         items: dict[str, float] = {}
         for family in self._registry_for_reading().collect():
             if not family.name.startswith(NS + "_"):
@@ -306,5 +431,7 @@ class Metrics:
         return self.registry
 
     def exposition(self) -> bytes:
-        """This process's metrics, or the sum over all workers in multiprocess mode."""
+        """This process's metrics, or the sum over all workers in multiprocess mode (the
+        others' as of their last flush, at most a second ago)."""
+        self.flush()
         return self._exposition.render(self._registry_for_reading().collect())
