@@ -130,16 +130,17 @@ async def test_cross_worker_delivery_presence_history(cluster: Cluster) -> None:
 
 async def test_metrics_aggregate_over_workers(cluster: Cluster) -> None:
     clients = [await cluster.client(f"m{i}") for i in range(3)]
-    for _ in range(20):
+    labels = 'accept_protocol="",client_name="unnamed",client_version="unversioned"'
+    inflight = f'centrifugo_client_connections_inflight{{{labels},transport="websocket"}} 3\n'
+    for _ in range(40):  # each worker hands its counts on once a second
         text = await cluster.metrics()
-        if "centrifugo_node_num_clients 3\n" in text:
+        if "centrifugo_node_num_clients 3\n" in text and inflight in text:
             break
         await asyncio.sleep(0.1)
     assert "centrifugo_node_num_clients 3\n" in text
     assert 'relay_bus_messages_total{event="gaps"} 0\n' in text
     # summed over the workers, Centrifugo's names; quantiles from the merged sketches
-    labels = 'accept_protocol="",client_name="unnamed",client_version="unversioned"'
-    assert f'centrifugo_client_connections_inflight{{{labels},transport="websocket"}} 3\n' in text
+    assert inflight in text
     quantile = 'centrifugo_client_command_duration_seconds{channel_namespace="",method="connect",'
     line = next(ln for ln in text.splitlines() if ln.startswith(quantile + 'quantile="0.5"}'))
     assert 0 < float(line.rsplit(" ", 1)[1]) < 1
