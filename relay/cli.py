@@ -47,6 +47,14 @@ _BOOL_FLAGS = (
     "http_api.external",
     "broker.enabled",
     "presence_manager.enabled",
+    "grpc_api.enabled",
+    "uni_grpc.enabled",
+    "uni_websocket.enabled",
+    "uni_sse.enabled",
+    "uni_http_stream.enabled",
+    "sse.enabled",
+    "http_stream.enabled",
+    "init.enabled",
 )
 _STR_FLAGS = (
     "http_server.internal_address",
@@ -57,6 +65,9 @@ _STR_FLAGS = (
     "engine.type",
     "broker.type",
     "presence_manager.type",
+    "map_broker.type",
+    "grpc_api.port",  # the helm chart passes these two
+    "uni_grpc.port",
 )
 _CONFIG_FLAGS = (
     *_BOOL_FLAGS,

@@ -381,6 +381,23 @@ def test_serve_bad_env_bool(
     assert "envconfig.Process: assigning CENTRIFUGO_ADMIN_ENABLED to" in capsys.readouterr().err
 
 
+def test_every_centrifugo_root_flag_is_accepted(
+    tmp_path: Path, served: list[Config], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Centrifugo 6.9.1's root command flags (internal/config/config.go); the helm chart
+    passes --grpc_api.port and --uni_grpc.port. Unimplemented ones start with a warning."""
+    _config(tmp_path, {})
+    argv = ["--grpc_api.port", "10000", "--uni_grpc.port", "11000", "--map_broker.type=memory"]
+    for name in ("grpc_api", "uni_grpc", "uni_websocket", "uni_sse", "uni_http_stream", "sse"):
+        argv.append(f"--{name}.enabled=false")
+    argv += ["--http_stream.enabled=false", "--init.enabled=false"]
+    assert _run(argv) == 0
+    assert len(served) == 1
+    records = _json_lines(capsys.readouterr().err)
+    keys = {r.get("key") for r in records if r["message"].startswith("config key is not")}
+    assert {"grpc_api", "uni_grpc", "map_broker"} <= keys
+
+
 def test_bad_bool_flag_value(served: list[Config]) -> None:
     assert _run(["--admin.enabled=maybe"]) == 2
 
