@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from relay.metrics.exposition import SKETCH_FAMILY, Exposition, series_key
 from relay.metrics.families import FAMILIES, Family
+from relay.metrics.process import node_pids, process_families
 from relay.metrics.sketch import SLOTS, bucket_of, slot_of
 
 __all__ = ["Metrics", "client_labels"]
@@ -434,4 +435,5 @@ class Metrics:
         """This process's metrics, or the sum over all workers in multiprocess mode (the
         others' as of their last flush, at most a second ago)."""
         self.flush()
-        return self._exposition.render(self._registry_for_reading().collect())
+        families = [*self._registry_for_reading().collect(), *process_families(node_pids())]
+        return self._exposition.render(families)

@@ -144,6 +144,12 @@ async def test_metrics_aggregate_over_workers(cluster: Cluster) -> None:
     quantile = 'centrifugo_client_command_duration_seconds{channel_namespace="",method="connect",'
     line = next(ln for ln in text.splitlines() if ln.startswith(quantile + 'quantile="0.5"}'))
     assert 0 < float(line.rsplit(" ", 1)[1]) < 1
+    # process_* over the front and both workers: more than any one process holds
+    rss = next(ln for ln in text.splitlines() if ln.startswith("process_resident_memory_bytes "))
+    one = int(open(f"/proc/{cluster.proc.pid}/statm").read().split()[1]) * os.sysconf(
+        "SC_PAGE_SIZE"
+    )
+    assert float(rss.split()[1]) > 2 * one
     assert text.count("relay_worker_connections{pid=") == 2
     for c in clients:
         await c.close()

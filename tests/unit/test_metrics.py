@@ -156,3 +156,21 @@ def test_sketches_merge_by_adding_counts() -> None:
         merged[k] = merged.get(k, 0) + v
     assert quantiles(merged) == quantiles(sketch(a + b))
     assert value_of(bucket_of(0.0)) == 0.0
+
+
+def test_process_families_as_go_names_them() -> None:
+    exposed = parse(Metrics().exposition().decode())
+    expected = {
+        "process_cpu_seconds_total": "counter",
+        "process_max_fds": "gauge",
+        "process_network_receive_bytes_total": "counter",
+        "process_network_transmit_bytes_total": "counter",
+        "process_open_fds": "gauge",
+        "process_resident_memory_bytes": "gauge",
+        "process_start_time_seconds": "gauge",
+        "process_virtual_memory_bytes": "gauge",
+        "process_virtual_memory_max_bytes": "gauge",
+    }
+    assert {n: exposed[n][0] for n in expected} == expected
+    assert float(exposed["process_resident_memory_bytes"][2][0].split()[1]) > 1e6
+    assert float(exposed["process_open_fds"][2][0].split()[1]) >= 3
