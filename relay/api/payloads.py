@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from relay.errors import ERROR_BAD_REQUEST, ERROR_INTERNAL, Error, ReplyError
 from relay.protocol import json_codec
 from relay.protocol.api_requests import PublishRequest, raw_data
 from relay.protocol.channels import Override
+from relay.protocol.json_decode import loads
 from relay.protocol.messages import ClientInfo, Publication, StreamPosition
 
 __all__ = [
@@ -56,8 +56,8 @@ def raw_or_none(req: Params, key: str) -> bytes | None:
 def _json_value(data: bytes) -> Any:
     """Stored raw JSON back to a value (binary payloads cannot travel over JSON: 100)."""
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads(data.decode("utf-8"))  # json_decode: numbers of any size come back
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ReplyError(ERROR_INTERNAL) from exc
 
 

@@ -39,8 +39,18 @@ _dump_compact = json.JSONEncoder(
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes (no spaces, UTF-8, never a raw newline) with one shared encoder."""
-    return _dump_compact(value).encode("utf-8")
+    """Compact JSON bytes (no spaces, UTF-8, never a raw newline) with one shared encoder.
+
+    A value holding a ``json_decode.Number`` or a lone surrogate goes through ``to_raw``
+    (``ValueError`` for NaN and infinities, which are not JSON).
+    """
+    try:
+        return _dump_compact(value).encode("utf-8")
+    except ValueError:
+        try:
+            return to_raw(value)
+        except DecodeError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 # ---- decoding: schema tables walked by ``json_decode`` (Go encoding/json rules) --------

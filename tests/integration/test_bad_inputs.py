@@ -377,3 +377,12 @@ async def test_malformed_http_requests_log_one_line(
     # a reply was written: one INFO line (no_tracebacks checks there is no traceback)
     assert len(lines) == (1 if answered else len(lines)) <= 1
     assert all(r.levelno == logging.INFO for r in lines)
+
+
+async def test_api_history_returns_numbers_python_cannot_hold(api: API) -> None:
+    data = '{"n":1e999999,"b":' + BIG + ',"s":"\\udc00"}'
+    status, _, _ = await api.raw("/publish", '{"channel":"chat:hn","data":' + data + "}")
+    assert status == 200
+    status, reply, _ = await api.raw("/history", '{"channel":"chat:hn","limit":10}')
+    assert status == 200 and b'"error"' not in reply
+    assert b'"data":' + data.encode() + b"," in reply or b'"data":' + data.encode() + b"}" in reply
