@@ -29,6 +29,7 @@ from relay.config import (
     load_config,
     validate,
 )
+from relay.config.load import NOT_IMPLEMENTED_WARNING as NOT_IMPLEMENTED
 from relay.errors import ConfigError
 from relay.log import get_logger, setup_logging
 
@@ -292,10 +293,17 @@ def _cmd_checkconfig(args: argparse.Namespace) -> None:
         validate(result.config)
     except ConfigError as exc:
         _fail(f"error validating config: {exc}")
+    missing = [
+        str(f.get("key") or f.get("var")) for m, f in result.warnings if m == NOT_IMPLEMENTED
+    ]
+    for key in missing:  # listed always; with --strict they fail the check too
+        print(f"{NOT_IMPLEMENTED}: {key}", file=sys.stderr)
     if args.strict:
         unknown = [str(f["key"]) for m, f in result.warnings if m.startswith("unknown key")]
         if unknown:
             _fail(f"unknown keys in config: {', '.join(unknown)}")
+        if missing:
+            _fail(f"keys relay does not implement: {', '.join(missing)}")
 
 
 def _jwt_encode(claims: dict[str, object], key: str) -> str:

@@ -134,6 +134,20 @@ def test_checkconfig_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out == "unknown keys in config: log_level, client.x\n"
 
 
+def test_checkconfig_lists_keys_relay_does_not_implement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = {"grpc_api": {"enabled": True}, "websocket": {"compression": True}}
+    path = _config(tmp_path, body, "n.json")
+    assert _run(["checkconfig", "-c", path]) == 0
+    err = capsys.readouterr().err.splitlines()
+    prefix = "config key is not implemented by relay and has no effect: "
+    assert err == [prefix + "grpc_api", prefix + "websocket.compression"]
+    assert _run(["checkconfig", "-c", path, "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert out == "keys relay does not implement: grpc_api, websocket.compression\n"
+
+
 def test_checkconfig_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["checkconfig", "-c", "missing.json"]) == 1
     assert capsys.readouterr().out == "config file not found\n"
