@@ -30,6 +30,7 @@ from relay.config import (
     validate,
 )
 from relay.config.load import NOT_IMPLEMENTED_WARNING as NOT_IMPLEMENTED
+from relay.config.schema import refused
 from relay.errors import ConfigError
 from relay.log import get_logger, setup_logging
 
@@ -195,6 +196,16 @@ def _serve(args: argparse.Namespace) -> None:
     except ConfigError as exc:
         _fail(f"error validating config: {exc}", "stderr")
     config = result.config
+    for message, fields in result.warnings:
+        if message == NOT_IMPLEMENTED and refused(
+            str(fields.get("key", "")), str(fields.get("var", ""))
+        ):
+            name = fields.get("key") or fields.get("var")
+            _fail(
+                f"{name} is set, but relay does not implement TLS yet:"
+                " refusing to serve plain HTTP",
+                "stderr",
+            )
     setup_logging(config.log.level, config.log.file)
     log = get_logger("relay")
     if not result.file_found:

@@ -143,6 +143,26 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
 }
 
 
+#: Not-implemented keys that relay refuses to start with when they are set: ignoring them
+#: would weaken what the operator asked for (plain HTTP where TLS was configured).
+REFUSED_WHEN_SET = frozenset(
+    {
+        "http_server.tls",
+        "http_server.tls_autocert",
+        "http_server.internal_tls",
+        "http_server.tls_external",
+        "http_server.http3",
+    }
+)
+
+
+def refused(key: str = "", var: str = "") -> bool:
+    """Whether a set not-implemented config ``key`` (or env ``var``) stops the start."""
+    if key:
+        return any(key == p or key.startswith(p + ".") for p in REFUSED_WHEN_SET)
+    return any(var.startswith(env_var_name(p) + "_") for p in REFUSED_WHEN_SET)
+
+
 def _collect(table: dict[type, frozenset[str]], cls: type) -> frozenset[str]:
     out: frozenset[str] = frozenset()
     for base in cls.__mro__:

@@ -412,6 +412,22 @@ def test_every_centrifugo_root_flag_is_accepted(
     assert {"grpc_api", "uni_grpc", "map_broker"} <= keys
 
 
+def test_tls_asked_for_is_refused_not_served_plain(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[Config],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _config(tmp_path, {"http_server": {"tls": {"enabled": True, "cert_pem_file": "c.pem"}}})
+    assert _run([]) == 1 and served == []
+    assert "http_server.tls is set" in capsys.readouterr().err
+    _config(tmp_path, {})
+    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_TLS_ENABLED", "true")
+    assert _run([]) == 1 and served == []
+    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_TLS_ENABLED", "false")  # nothing asked
+    assert _run([]) == 0 and len(served) == 1
+
+
 def test_bad_bool_flag_value(served: list[Config]) -> None:
     assert _run(["--admin.enabled=maybe"]) == 2
 
