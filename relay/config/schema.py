@@ -225,6 +225,20 @@ def _leaves(cls: type, path: str) -> Iterator[tuple[str, _Kind]]:
             yield sub_path, kind
 
 
+def not_implemented_paths(cls: type = Config, path: str = "") -> Iterator[str]:
+    """Dotted path of every recognised-but-not-implemented key, in schema order."""
+    for key in sorted(not_implemented(cls)):
+        yield f"{path}.{key}" if path else key
+    for name, (kind, sub) in _schema(cls).items():
+        sub_path = f"{path}.{name}" if path else name
+        if kind == "obj":
+            assert sub is not None
+            yield from not_implemented_paths(sub, sub_path)
+        elif kind == "nslist":
+            assert sub is not None
+            yield from not_implemented_paths(sub, sub_path + "[]")
+
+
 def env_var_name(path: str) -> str:
     """``client.token.hmac_secret_key`` -> ``CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY``."""
     return _ENV_PREFIX + path.replace(".", "_").upper()

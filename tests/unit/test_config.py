@@ -605,3 +605,18 @@ def test_known_env_vars() -> None:
     assert names == sorted(names)
     # every listed var is accepted without an unknown-var warning
     assert load_config(None, dict(known_env_vars(cfg))).warnings == []
+
+
+def test_readme_lists_what_schema_lists() -> None:
+    """The README's not-implemented list is generated: run scripts/not_implemented.py --write."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("ni", root / "scripts" / "not_implemented.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.render()
+    assert "`tls` (refused)" in block and "`grpc_api`" in block
+    assert module.current((root / "README.md").read_text()) == block
