@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -70,8 +71,21 @@ class API:
 
 @pytest.fixture(autouse=True)
 def no_server_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """No client input may make the server log a traceback (issue 9's rule)."""
-    yield
+    """No client input may make the server log a traceback (issue 9's rule).
+
+    ``setup_logging`` (run by CLI tests in this process) sets the ``relay`` logger's level
+    and stops its records from propagating; they must reach ``caplog`` here, so during
+    the test the logger propagates and takes the root's level.
+    """
+    relay_logger = logging.getLogger("relay")
+    propagate, level = relay_logger.propagate, relay_logger.level
+    relay_logger.propagate = True
+    relay_logger.setLevel(logging.NOTSET)  # setLevel: the loggers' level caches are reset
+    try:
+        yield
+    finally:
+        relay_logger.propagate = propagate
+        relay_logger.setLevel(level)
     traced = [r for r in caplog.records if r.exc_info]
     assert not traced, [f"{r.name}: {r.getMessage()}" for r in traced]
 
