@@ -99,12 +99,6 @@ FAMILIES: dict[str, Family] = {
             (),
         ),
         Family(
-            "centrifugo_node_tags_filter_dropped_publications",
-            "counter",
-            "Number of publications dropped due to tags filtering.",
-            ("channel_namespace",),
-        ),
-        Family(
             "centrifugo_client_command_duration_seconds",
             "summary",
             "DEPRECATED — use command_duration_seconds_histogram. Will be removed in future releases. Client command duration summary.",
@@ -258,6 +252,7 @@ FAMILIES: dict[str, Family] = {
 
 #: Centrifugo's other families: the features they measure are not in relay yet.
 NOT_EXPOSED: dict[str, str] = {
+    "centrifugo_node_tags_filter_dropped_publications": "publication tags filters (not implemented)",
     "centrifugo_client_recovered_publications": "registered only with prometheus.recovered_publications_histogram (not implemented)",
     "centrifugo_client_subscriptions_accepted": "registered by Centrifugo but never incremented: never shown",
     "centrifugo_node_pub_sub_lag_seconds": "broker lag of publications with a time: not measured yet",

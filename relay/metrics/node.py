@@ -71,7 +71,6 @@ class Metrics:
         self.survey_histogram = f("centrifugo_node_survey_duration_seconds_histogram")
         self.broadcast_duration = f("centrifugo_node_broadcast_duration_seconds")
         self.connection_limit = f("centrifugo_node_client_connection_limit")
-        self.tags_dropped = f("centrifugo_node_tags_filter_dropped_publications")
         self.command_duration = f("centrifugo_client_command_duration_seconds")
         self.command_histogram = f("centrifugo_client_command_duration_seconds_histogram")
         self.reply_errors = f("centrifugo_client_num_reply_errors")
@@ -331,9 +330,6 @@ class Metrics:
         self._add(self.transport_sent, labels, n)
         self._add(self.transport_sent_size, labels, size)
 
-    def broadcast(self, seconds: float) -> None:
-        self._observe(self.broadcast_duration, ("publication", ""), seconds)
-
     def publication_delivered(self, n: int, size: int, seconds: float) -> None:
         """A publication from the broker, queued to ``n`` local subscribers in ``seconds``,
         ``size`` bytes each (``messages_received_count``, the broadcast, ``push_publication``
@@ -360,9 +356,6 @@ class Metrics:
             self._counts.setdefault(key, 0)
         self._observe(self.broadcast_duration, ("publication", ""), 0.0, 0)
         return (*keys, self._histograms[(self.broadcast_duration, ("publication", ""))])
-
-    def tags_filtered(self, n: int = 1) -> None:
-        self._add(self.tags_dropped, ("",), n)
 
     def publish_suppressed_by(self, reason: str) -> None:
         self._add(self.publish_suppressed, (reason, ""))

@@ -11,7 +11,6 @@ a message up by name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
@@ -33,24 +32,14 @@ __all__ = [
 
 BINARY = False
 
-_dump_compact = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
-).encode
-
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes (no spaces, UTF-8, never a raw newline) with one shared encoder.
-
-    A value holding a ``json_decode.Number`` or a lone surrogate goes through ``to_raw``
-    (``ValueError`` for NaN and infinities, which are not JSON).
-    """
+    """Compact JSON bytes (no spaces, UTF-8, never a raw newline): ``json_decode.to_raw``,
+    which also writes ``Number``s and lone surrogates; ``ValueError`` for NaN/infinity."""
     try:
-        return _dump_compact(value).encode("utf-8")
-    except ValueError:
-        try:
-            return to_raw(value)
-        except DecodeError as exc:
-            raise ValueError(str(exc)) from exc
+        return to_raw(value)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 # ---- decoding: schema tables walked by ``json_decode`` (Go encoding/json rules) --------
