@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEV_CONFIG ?= dev-config.json
 
-.PHONY: install run test test-pure lint bench clean
+.PHONY: install run test test-pure lint bench clean grpc-proto
 
 $(STAMP): pyproject.toml setup.py relay/_fastpath.pyx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: install
 	$(BIN)/mypy relay
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_cycles.py relay bench
+
+## Regenerate relay/api/grpc/*_pb2.py[i] from the .proto files (commit the result).
+grpc-proto: install
+	$(BIN)/python scripts/gen_grpc.py
 
 bench: install
 	$(BIN)/python -m bench --help

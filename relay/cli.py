@@ -30,7 +30,6 @@ from relay.config import (
     validate,
 )
 from relay.config.load import NOT_IMPLEMENTED_WARNING as NOT_IMPLEMENTED
-from relay.config.schema import refused
 from relay.errors import ConfigError
 from relay.log import get_logger, setup_logging
 
@@ -186,6 +185,20 @@ def _insecure_warnings(config: Config) -> list[str]:
     return [f"{text}, make sure you understand risks" for on, text in checks if on]
 
 
+def _check_tls(config: Config) -> None:
+    """Load every enabled TLS block once before any process starts (as Centrifugo's
+    fatal "can not get TLS config")."""
+    from relay.transports import tls
+
+    http = config.http_server
+    blocks = [("http_server.tls", http.tls), ("http_server.internal_tls", http.internal_tls)]
+    if config.grpc_api.enabled:
+        blocks.append(("grpc_api.tls", config.grpc_api.tls))
+    for entity, block in blocks:
+        if block.enabled:
+            tls.server_context(block, entity)
+
+
 def _serve(args: argparse.Namespace) -> None:
     try:
         result = load_config(_config_path(args), os.environ, _explicit_flags(args))
@@ -196,16 +209,16 @@ def _serve(args: argparse.Namespace) -> None:
     except ConfigError as exc:
         _fail(f"error validating config: {exc}", "stderr")
     config = result.config
-    for message, fields in result.warnings:
-        if message == NOT_IMPLEMENTED and refused(
-            str(fields.get("key", "")), str(fields.get("var", ""))
-        ):
-            name = fields.get("key") or fields.get("var")
-            _fail(
-                f"{name} is set, but relay does not implement TLS yet:"
-                " refusing to serve plain HTTP",
-                "stderr",
-            )
+    if result.refused:
+        _fail(
+            f"{result.refused[0]} is set, but relay does not implement it:"
+            " refusing to start without what it asks for (relay checkconfig lists such keys)",
+            "stderr",
+        )
+    try:
+        _check_tls(config)
+    except ValueError as exc:
+        _fail(f"can not get TLS config: {exc}", "stderr")
     setup_logging(config.log.level, config.log.file)
     log = get_logger("relay")
     if not result.file_found:
@@ -309,6 +322,8 @@ def _cmd_checkconfig(args: argparse.Namespace) -> None:
     ]
     for key in missing:  # listed always; with --strict they fail the check too
         print(f"{NOT_IMPLEMENTED}: {key}", file=sys.stderr)
+    if result.refused:  # `relay` would not start with them
+        _fail(f"relay refuses to start with: {', '.join(result.refused)}")
     if args.strict:
         unknown = [str(f["key"]) for m, f in result.warnings if m.startswith("unknown key")]
         if unknown:

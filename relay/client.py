@@ -246,13 +246,17 @@ class Client:
             sub.offset = pub.offset
         self.transport.write_message(payload)
 
-    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
+    def deliver_join_leave(
+        self, channel: str, payload: bytes, client_id: str = "", kind: str = "join"
+    ) -> None:
         if client_id == self.uid:
             return  # a client's own join was written right after its subscribe reply
         sub = self.subs.get(channel)
         if sub is not None and sub.state is SubState.ACTIVE and sub.features.push_join_leave:
             if not self.closed:
                 self.transport.write_message(payload)
+                frame_type = PUSH_FRAME_TYPES.get(kind, "push_" + kind)
+                self.node.metrics.frames_sent(frame_type, 1, len(payload))
 
     def stream_lost(self, channel: str) -> None:
         """The channel's stream is gone (owner restarted): positioned subs must resync."""

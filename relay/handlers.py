@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from relay import subscriptions
 from relay.errors import (
+    DISCONNECT_CONNECTION_CLOSED,
     DISCONNECT_NOT_AVAILABLE,
     ERROR_EXPIRED,
     ERROR_NOT_AVAILABLE,
@@ -55,7 +56,17 @@ class CommandClient(SubscriptionOwner, Protocol):
     def set_expiry(self, exp: float | None, expire_in: float | None) -> None: ...
 
 
+async def _fetched(client: CommandClient, key: Awaitable[None]) -> None:
+    """Await the fetch of a token's JWKS key (``relay/context.py``) before its planner
+    verifies the token synchronously; a connection closed meanwhile ends the command."""
+    await key
+    if client.closed:
+        raise DisconnectError(DISCONNECT_CONNECTION_CLOSED)
+
+
 async def connect(client: CommandClient, req: Request) -> Result:
+    if (key := client.ctx.connect_key(req.get("token"))) is not None:
+        await _fetched(client, key)
     plan = cmd.plan_connect(
         req,
         client.ctx.session,
@@ -108,6 +119,8 @@ async def _connect_subscriptions(
 
 
 async def subscribe(client: CommandClient, req: Request) -> Result:
+    if (key := client.ctx.subscribe_key(req.get("token"))) is not None:
+        await _fetched(client, key)
     plan = cmd.plan_subscribe(
         req,
         client.ctx.session,
@@ -184,6 +197,8 @@ async def send(client: CommandClient, req: Request) -> Result:
 
 # ---- refresh, sub_refresh ---------------------------------------------------------------
 async def refresh(client: CommandClient, req: Request) -> Result:
+    if (key := client.ctx.connect_key(req.get("token"))) is not None:
+        await _fetched(client, key)
     plan = cmd.plan_refresh(
         req,
         client.ctx.session,
@@ -200,6 +215,8 @@ async def refresh(client: CommandClient, req: Request) -> Result:
 
 
 async def sub_refresh(client: CommandClient, req: Request) -> Result:
+    if (key := client.ctx.subscribe_key(req.get("token"))) is not None:
+        await _fetched(client, key)
     ch, plan = cmd.plan_sub_refresh(
         req,
         client.ctx.session,

@@ -34,8 +34,11 @@ class Subscriber(Protocol):
     ) -> None:
         """Queue an encoded ``pub`` push (``None``: cannot be encoded for this client)."""
 
-    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
-        """Queue an encoded join/leave push of ``client_id`` if this subscription wants them."""
+    def deliver_join_leave(
+        self, channel: str, payload: bytes, client_id: str = "", kind: str = "join"
+    ) -> None:
+        """Queue an encoded ``kind`` (join/leave) push of ``client_id`` if this subscription
+        wants them."""
 
 
 class Connection(Subscriber, Protocol):
@@ -200,4 +203,4 @@ class Hub:
             payload = encoded.get(codec.name)
             if payload is None:
                 payload = encoded[codec.name] = codec.encode_reply(push)
-            sub.deliver_join_leave(channel, payload, info.client)
+            sub.deliver_join_leave(channel, payload, info.client, kind)

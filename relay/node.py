@@ -212,6 +212,7 @@ class Node:
         for client in list(self.hub.connections):
             client.disconnect(disconnect)
         await asyncio.sleep(0)
+        await self.client_context.jwks.close()
         await self.engine.close()
 
     def channels(self) -> Iterable[str]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,8 +27,10 @@ from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine
 from relay.metrics import Metrics
 from relay.node import Node
-from relay.transports import admin, http_api, ws_fallback
+from relay.transports import admin, http_api, ports, swagger, tls, ws_fallback
+from relay.transports.grpc_api import GrpcAPI
 from relay.transports.http_log import http_logger
+from relay.transports.ports import WEBSOCKET
 from relay.transports.websocket import Gateway, GatewayContext
 
 if TYPE_CHECKING:
@@ -38,6 +42,26 @@ __all__ = ["RelayServer"]
 log = logging.getLogger("relay.server")
 
 
+def build_app(node: Node, executor: Executor, handlers: frozenset[str]) -> web.Application:
+    """The aiohttp application of one listener, serving the endpoints in ``handlers``."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    http_api.setup(app, node, executor, handlers)
+    if WEBSOCKET in handlers:
+        ws_fallback.setup(app, node)
+    if ports.SWAGGER in handlers:
+        swagger.setup(app, node)
+    if ports.ADMIN in handlers:
+        admin.setup(app, node, executor)  # last: its UI is a catch-all route
+    return app
+
+
+def _tls_context(config: Config, listener: ports.Listener) -> ssl.SSLContext | None:
+    if listener.tls is None:
+        return None
+    internal = not listener.external and config.http_server.internal_tls.enabled
+    return tls.server_context(listener.tls, f"http_server.{'internal_tls' if internal else 'tls'}")
+
+
 class RelayServer:
     """One worker: node + engine + HTTP app + the listening gateway."""
 
@@ -45,6 +69,8 @@ class RelayServer:
         self.config = config
         self.cluster = cluster
         self.metrics = Metrics()
+        self._worker_label = str(cluster.id if cluster is not None else 0)
+        self.metrics.worker_connections.labels(self._worker_label).set(0)  # present at once
         node_uid = cluster.node_uid if cluster is not None else str(uuid.uuid4())
         worker_key = f"{node_uid}.{cluster.id if cluster is not None else 0}"
         self.bus: Bus | None = None  # links to the other workers when there are several
@@ -55,18 +81,36 @@ class RelayServer:
         self.node.uid = node_uid
         self.metrics.build.labels(version=self.node.version).set(1)
         self.executor = Executor(self.node)
-        self.app = web.Application(client_max_size=64 * 1024 * 1024)
-        http_api.setup(self.app, self.node, self.executor)
-        ws_fallback.setup(self.app, self.node)
-        admin.setup(self.app, self.node, self.executor)  # last: its UI is a catch-all route
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._ctx: GatewayContext | None = None
+        #: What each listening address serves (``transports/ports.py``), external first.
+        self.listeners = ports.plan(config)
+        self.apps = [build_app(self.node, self.executor, lst.handlers) for lst in self.listeners]
+        self._runners: list[web.AppRunner] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._contexts: list[GatewayContext] = []
+        self._tls = [_tls_context(config, lst) for lst in self.listeners]
         self._housekeeping: asyncio.Task[None] | None = None
-        self.port = 0
+        self.ports: list[int] = [0] * len(self.listeners)
+        #: ``grpc_api``: every worker serves it on the same port (SO_REUSEPORT).
+        self.grpc_api = GrpcAPI(self.node, self.executor) if config.grpc_api.enabled else None
+
+    @property
+    def app(self) -> web.Application:
+        """The application of the first listener (the only one without ``internal_port``)."""
+        return self.apps[0]
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener (external, or internal when nothing is external)."""
+        return self.ports[0] if self.ports else 0
+
+    @property
+    def internal_port(self) -> int:
+        """The port of the internal endpoints (the only port without ``internal_port``)."""
+        return self.ports[-1] if self.ports else 0
 
     async def start(self, sock: socket.socket | None = None, listen: bool = True) -> None:
-        """Start the engine and listen (on ``sock`` if given, else the configured address).
+        """Start the engine and listen (the first listener on ``sock`` if given, else
+        every listener on its configured address).
 
         ``listen=False`` is a worker's mode: connections arrive through ``adopt``.
         """
@@ -76,31 +120,44 @@ class RelayServer:
         await self.engine.start()
         if self.link is not None:
             await self.node.attach_link(self.link)
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, logger=http_logger()
-        )
-        await self._runner.setup()
-        http_factory: Any = self._runner.server
         workers = self.cluster.workers if self.cluster is not None else 1
-        self._ctx = GatewayContext(self.node, http_factory, loop, workers)
-        ctx = self._ctx
+        for app, lst in zip(self.apps, self.listeners, strict=True):
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=http_logger())
+            await runner.setup()
+            self._runners.append(runner)
+            http_factory: Any = runner.server
+            self._contexts.append(
+                GatewayContext(self.node, http_factory, loop, workers, WEBSOCKET in lst.handlers)
+            )
+        if self.grpc_api is not None:
+            self.grpc_api.announce = self.cluster is None or self.cluster.id == 0
+            await self.grpc_api.start()
         self._housekeeping = loop.create_task(self._run_housekeeping())
         if not listen:
             return
-        if sock is not None:
-            self._server = await loop.create_server(lambda: Gateway(ctx), sock=sock)
-        else:
-            cfg = self.config.http_server
-            self._server = await loop.create_server(
-                lambda: Gateway(ctx), host=cfg.address or None, port=cfg.port, reuse_address=True
+        for i, lst in enumerate(self.listeners):
+            factory = self._protocol_factory(i)
+            if i == 0 and sock is not None:
+                server = await loop.create_server(factory, sock=sock, ssl=self._tls[i])
+            else:
+                server = await loop.create_server(
+                    factory, host=lst.address or None, port=lst.port, reuse_address=True,
+                    ssl=self._tls[i],
+                )  # fmt: skip
+            self._servers.append(server)
+            self.ports[i] = server.sockets[0].getsockname()[1]
+            log.info(
+                "serving %s endpoints on %s:%s%s (fastpath: %s)",
+                lst.label,
+                lst.address,
+                self.ports[i],
+                " with TLS" if lst.tls is not None else "",
+                fastpath.IMPLEMENTATION,
             )
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info(
-            "serving websocket, api, health, metrics endpoints on %s:%s (fastpath: %s)",
-            self.config.http_server.address,
-            self.port,
-            fastpath.IMPLEMENTATION,
-        )
+
+    def _protocol_factory(self, listener: int) -> Callable[[], Gateway]:
+        ctx = self._contexts[listener]
+        return lambda: Gateway(ctx)
 
     def _build_engine(self, config: Config, cluster: WorkerSpec | None, worker_key: str) -> Engine:
         """Redis (every worker of every node on it), or memory: one worker, or sharded."""
@@ -123,13 +180,16 @@ class RelayServer:
         self.sharded = ShardedEngine(self.bus, memory)
         return self.sharded
 
-    async def adopt(self, sock: socket.socket) -> None:
-        """Serve a connection accepted by the front process."""
-        assert self._ctx is not None
-        ctx = self._ctx
+    async def adopt(self, sock: socket.socket, listener: int = 0) -> None:
+        """Serve a connection the front accepted on its ``listener``-th address."""
+        if not 0 <= listener < len(self._contexts):
+            sock.close()
+            return
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: Gateway(ctx), sock)
-        except OSError as exc:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                self._protocol_factory(listener), sock, ssl=self._tls[listener]
+            )
+        except (OSError, ssl.SSLError) as exc:
             log.info("could not adopt a connection: %s", exc)
             sock.close()
 
@@ -160,20 +220,24 @@ class RelayServer:
                 expire()
             if self.bus is not None:
                 self.metrics.bus_counters(self.bus.counters)
-            self.metrics.worker_connections.set(len(self.node.hub.connections))
+            self.metrics.worker_connections.labels(self._worker_label).set(
+                len(self.node.hub.connections)
+            )
             if isinstance(self.link, RedisLink):
                 self.metrics.set_nodes(self.link.live_nodes())
             self.metrics.tick()
 
     async def stop(self) -> None:
         """Numbered steps: 1 stop accepting; 2 close clients with 3001; 3 finish HTTP; 4 engine."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
+        if self.grpc_api is not None:
+            await self.grpc_api.stop()
         await self.node.shutdown()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         await asyncio.sleep(0.05)
         self.metrics.flush()  # a worker's last counts stay in the node's totals
         if self.link is not None:

@@ -35,6 +35,7 @@ from relay.api.params import (
 from relay.api.payloads import (
     Params,
     Result,
+    b64_payload,
     client_info,
     error_dict,
     override,
@@ -199,8 +200,16 @@ class Executor(BatchMixin):
         return self.node.hub.user_connections(req.get("user", ""), req.get("client", ""))
 
     async def subscribe(self, req: SubscribeParams) -> Result:
-        """Server-side subscribe of matching connections on every worker (b64 ignored, v6.6)."""
+        """Server-side subscribe of matching connections on every worker.
+
+        ``b64data`` / ``b64info``, when set, replace ``data`` / ``info`` (invalid base64:
+        107), as Centrifugo 6.9.1 does (6.6.2 dropped them)."""
         self.node.rules.resolve(require_channel(req))
+        for b64_key, key in (("b64data", "data"), ("b64info", "info")):
+            b64 = req.get(b64_key)
+            if b64:
+                req = {**req, key: b64_payload(str(b64))[0]}  # type: ignore[misc]
+                req.pop(b64_key)  # type: ignore[misc]
         await self.node.control("subscribe", req)
         return {}
 

@@ -61,7 +61,7 @@ def _json_value(data: bytes) -> Any:
         raise ReplyError(ERROR_INTERNAL) from exc
 
 
-def _b64_payload(b64: str) -> tuple[bytes, bool]:
+def b64_payload(b64: str) -> tuple[bytes, bool]:
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -73,7 +73,7 @@ def payload(req: Params) -> tuple[bytes, bool]:
     """Publication data and whether it is JSON: ``b64data`` wins when non-empty (107 if bad)."""
     b64 = req.get("b64data", "")
     if b64:
-        return _b64_payload(b64)
+        return b64_payload(b64)
     data: bytes = req.get("data", b"")
     return data, True
 
@@ -81,7 +81,7 @@ def payload(req: Params) -> tuple[bytes, bool]:
 def publish_payload(req: PublishRequest) -> tuple[bytes, bool]:
     """As ``payload``, for a typed publish request (raw ``data`` kept as sent)."""
     if req.b64data:
-        return _b64_payload(req.b64data)
+        return b64_payload(req.b64data)
     return raw_data(req), True
 
 

@@ -18,13 +18,14 @@ expired token that is also malformed is invalid. HMAC signatures are checked wit
 library (``hmac.digest`` + constant-time ``hmac.compare_digest``); RSA/ECDSA signatures with PyJWT's
 algorithm implementations picked from a fixed table (never PyJWT's header-driven selection nor its
 claim checks). ``cryptography`` and PyJWT are imported only when an RSA or ECDSA key is configured,
-so an HMAC-only worker never loads them (several MiB of memory per process). JWKS
-(``jwks_public_endpoint``) is not supported: when configured, every token is invalid and
-:attr:`TokenVerifier.jwks_unsupported` is true so the server can warn.
+so an HMAC-only worker never loads them (several MiB of memory per process). With
+``jwks_public_endpoint`` the key comes from a JSON Web Key Set by the header's ``kid``
+(``jwks``: parsing, cache, check); fetching it is I/O and happens above this layer.
 
 Layout: ``errors`` (exception classes), ``jws`` (compact parsing, algorithm table, key loading,
-HMAC check), ``claims`` (claim type checks), ``verifier`` (:class:`TokenVerifier`) and
-``encode`` (:func:`encode_hmac_token`); this module re-exports the public names.
+HMAC check), ``jwks`` (key sets), ``claims`` (claim type checks), ``verifier``
+(:class:`TokenVerifier`) and ``encode`` (:func:`encode_hmac_token`); this module re-exports
+the public names.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 from relay.auth.claims import SubscriptionOverride
 from relay.auth.encode import encode_hmac_token
 from relay.auth.errors import TokenError, TokenExpired, TokenInvalid
+from relay.auth.jwks import JwksError
 from relay.auth.jws import MAX_TOKEN_LENGTH
 from relay.auth.verifier import TokenVerifier
 from relay.protocol.claims import ConnectTokenClaims, SubOptions, SubscribeTokenClaims
@@ -41,6 +43,7 @@ __all__ = [
     "TokenError",
     "TokenExpired",
     "TokenInvalid",
+    "JwksError",
     "SubscriptionOverride",
     "SubOptions",
     "ConnectTokenClaims",

@@ -53,6 +53,8 @@ class _Compact:
     signing_input: bytes
     signature: bytes
     claims: dict[str, Any]
+    kid: str = ""
+    """The header's ``kid`` ("" when absent): picks the JWKS key."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -85,10 +87,15 @@ def _parse_compact(token: str) -> _Compact:
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise TokenInvalid("header alg missing")
+    for name in ("kid", "typ", "cty"):  # string fields of cristalhq/jwt's Header
+        value = header.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TokenInvalid(f"header {name} is not a string")
+    kid = header.get("kid") or ""
     claims = _json_object(_b64url_decode(parts[1]), "claims")
     signature = _b64url_decode(parts[2])
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-    return _Compact(alg, signing_input, signature, claims)
+    return _Compact(alg, signing_input, signature, claims, kid)
 
 
 # --------------------------------------------------------------------------- keys

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.auth.claims import (
@@ -22,6 +24,7 @@ from relay.auth.claims import (
     _user,
 )
 from relay.auth.errors import TokenError, TokenExpired, TokenInvalid
+from relay.auth.jwks import JwksKeys
 from relay.auth.jws import (
     _ALGORITHMS,
     _ECDSA,
@@ -35,10 +38,14 @@ from relay.auth.jws import (
     _rsa_key,
 )
 from relay.config import TokenConfig
+from relay.config.jwks import endpoint_safety_error
 from relay.protocol.claims import ConnectTokenClaims, SubscribeTokenClaims
 
 if TYPE_CHECKING:  # imported lazily at run time: only RSA/ECDSA keys need it
     from jwt.algorithms import Algorithm
+
+log = logging.getLogger("relay.auth")
+_NO_VARS: Mapping[str, str] = MappingProxyType({})
 
 
 def _compile(pattern: str, name: str) -> re.Pattern[str] | None:
@@ -58,14 +65,22 @@ class TokenVerifier:
     invalid regex (config validation should have caught both). With
     ``skip_signature_verify`` (``client.insecure_skip_token_signature_verify``) the token is
     still parsed strictly and all claim rules apply, but any ``alg`` is accepted unverified.
+
+    With ``jwks_public_endpoint`` the static keys are ignored (as in Centrifugo) and the
+    signature is checked with a cached JWKS key (:class:`relay.auth.jwks.JwksKeys`); the
+    verifier itself never does I/O. A caller first asks :meth:`jwks_key_request` whether
+    a token's key must be fetched, fetches it and hands the document to
+    :meth:`store_jwks`; a key still missing at verification makes the token invalid.
     """
 
     def __init__(self, config: TokenConfig, *, skip_signature_verify: bool = False) -> None:
         self._config = config
         self._skip_signature = skip_signature_verify
-        self.jwks_unsupported: bool = bool(config.jwks_public_endpoint)
-        """True when ``jwks_public_endpoint`` is configured: every token is then invalid."""
-        use_keys = not self.jwks_unsupported
+        self.jwks: JwksKeys | None = (
+            JwksKeys(config.jwks_public_endpoint) if config.jwks_public_endpoint else None
+        )
+        """The JWKS keys when ``jwks_public_endpoint`` is configured."""
+        use_keys = self.jwks is None
         self._hmac_key = config.hmac_secret_key.encode("utf-8") if use_keys else b""
         self._hmac_previous = config.hmac_previous_secret_key.encode("utf-8") if use_keys else b""
         self._rsa = _rsa_key(config.rsa_public_key) if use_keys else None
@@ -76,6 +91,49 @@ class TokenVerifier:
         )
         self._aud_re = _compile(config.audience_regex, "audience_regex")
         self._iss_re = _compile(config.issuer_regex, "issuer_regex")
+        self._want_vars = self.jwks is not None and self.jwks.templated
+        if self.jwks is not None:
+            self._check_jwks_safety(config)
+
+    def _check_jwks_safety(self, config: TokenConfig) -> None:
+        """token_verifier_jwt.go ``Validate``: an unsafe template is fatal unless
+        ``insecure_skip_jwks_endpoint_safety_check``, which only logs a warning."""
+        problem = endpoint_safety_error(
+            config.jwks_public_endpoint, config.issuer_regex, config.audience_regex
+        )
+        if problem is None:
+            return
+        if not config.insecure_skip_jwks_endpoint_safety_check:
+            raise ValueError(problem)
+        log.warning(
+            "JWKS endpoint template safety check skipped - this is INSECURE and the escape "
+            "hatch will be removed in a future release, please update your regex to use an "
+            "explicit list of allowed values: %s",
+            problem,
+        )
+
+    @property
+    def fetches_jwks(self) -> bool:
+        """True when verification may need a JWKS key fetched first."""
+        return self.jwks is not None and not self._skip_signature
+
+    def jwks_key_request(self, token: str) -> tuple[str, str] | None:
+        """(URL, kid) whose key set must be fetched before ``token`` can verify, or None:
+        no JWKS, key cached, or the token fails before its signature is checked (no
+        fetch, as in Centrifugo: malformed, no ``kid``, regex mismatch, unsafe URL)."""
+        if self.jwks is None or self._skip_signature or not isinstance(token, str):
+            return None
+        try:
+            compact, _audience, _issuer, token_vars = self._pre_signature(token)
+        except Exception:  # the verification proper reports it
+            return None
+        return self.jwks.missing(compact.kid, token_vars)
+
+    def store_jwks(self, url: str, body: bytes) -> int:
+        """Cache the signing keys of the JWKS document fetched from ``url``; returns how
+        many. Raises :class:`relay.auth.jwks.JwksError` for an unusable document."""
+        assert self.jwks is not None
+        return len(self.jwks.store(url, body))
 
     def verify_connect_token(self, token: str, now: float | None = None) -> ConnectTokenClaims:
         """Verify a connection token; raise :class:`TokenExpired` or :class:`TokenInvalid`."""
@@ -124,25 +182,45 @@ class TokenVerifier:
     def _verified(self, token: str, now: float | None) -> tuple[dict[str, Any], float]:
         """Steps 1-4: parse, registered-claim types, regexes, signature, exact aud/iss."""
         at = time.time() if now is None else now
+        compact, audience, issuer, token_vars = self._pre_signature(token)
+        if not self._skip_signature:
+            self._check_signature(compact, at, token_vars)
+        self._check_exact(audience, issuer)
+        return compact.claims, at
+
+    def _pre_signature(
+        self, token: str
+    ) -> tuple[_Compact, tuple[str, ...], str, Mapping[str, str]]:
+        """Steps 1-2: parse, registered-claim types, regexes (and the JWKS URL values)."""
         compact = _parse_compact(token)
         claims = compact.claims
         _numeric_date(claims, "exp")
         _numeric_date(claims, "nbf")
         audience = _audience(claims)
         issuer = _opt_str(claims, "iss")
-        self._check_regexes(audience, issuer)
-        if not self._skip_signature:
-            self._check_signature(compact, at)
-        self._check_exact(audience, issuer)
-        return claims, at
+        return compact, audience, issuer, self._check_regexes(audience, issuer)
 
-    def _check_regexes(self, audience: tuple[str, ...], issuer: str) -> None:
-        if self._iss_re is not None and self._iss_re.search(issuer) is None:
-            raise TokenInvalid("issuer does not match issuer_regex")
+    def _check_regexes(self, audience: tuple[str, ...], issuer: str) -> Mapping[str, str]:
+        """The regex checks; returns the named groups that fill the JWKS URL template
+        (``extractTokenVars``: issuer groups, then those of the first matching audience)."""
+        token_vars: Mapping[str, str] = _NO_VARS
+        if self._iss_re is not None:
+            match = self._iss_re.search(issuer)
+            if match is None:
+                raise TokenInvalid("issuer does not match issuer_regex")
+            if self._want_vars:
+                token_vars = match.groupdict(default="")
         if self._aud_re is not None:
             pattern = self._aud_re
-            if not any(pattern.search(aud) is not None for aud in audience):
+            for aud in audience:
+                match = pattern.search(aud)
+                if match is not None:
+                    if self._want_vars:
+                        token_vars = {**token_vars, **match.groupdict(default="")}
+                    break
+            else:
                 raise TokenInvalid("audience does not match audience_regex")
+        return token_vars
 
     def _check_exact(self, audience: tuple[str, ...], issuer: str) -> None:
         expected_aud = self._config.audience
@@ -152,9 +230,12 @@ class TokenVerifier:
         if expected_iss and not _same(issuer, expected_iss):
             raise TokenInvalid("issuer mismatch")
 
-    def _check_signature(self, compact: _Compact, now: float) -> None:
-        if self.jwks_unsupported:
-            raise TokenInvalid("jwks_public_endpoint is not supported")
+    def _check_signature(
+        self, compact: _Compact, now: float, token_vars: Mapping[str, str]
+    ) -> None:
+        if self.jwks is not None:
+            self.jwks.verify(compact, token_vars)
+            return
         entry = _ALGORITHMS.get(compact.alg)
         if entry is None:
             raise TokenInvalid("unsupported algorithm")

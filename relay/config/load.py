@@ -21,6 +21,8 @@ from relay.config.schema import (
     _schema,
     env_var_name,
     not_implemented,
+    refused,
+    refused_var,
 )
 from relay.config.tree import ChannelOptions, Config, Namespace
 from relay.errors import ConfigError
@@ -34,6 +36,9 @@ class LoadResult:
     warnings: list[tuple[str, dict[str, object]]]
     """(message, fields) pairs to log as WARN after logging is set up."""
     file_found: bool
+    refused: list[str] = dataclasses.field(default_factory=list)
+    """Not-implemented keys (or env vars) set so that relay must not start
+    (``schema.refused``)."""
 
 
 def _lower_keys(value: object) -> object:
@@ -219,6 +224,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.warnings: list[tuple[str, dict[str, object]]] = []
+        self.refused: list[str] = []
 
     def build(self, cls: type, raw: object, path: str, default: object) -> object:
         if raw is None:
@@ -234,6 +240,8 @@ class _Builder:
                 self.warnings.append(("unknown key in configuration file", {"key": full}))
             elif key in extra and _is_set(raw[key]):
                 self.warnings.append((NOT_IMPLEMENTED_WARNING, {"key": full}))
+                if refused(full, raw[key]):
+                    self.refused.append(full)
         changes: dict[str, object] = {}
         for name, (kind, sub) in schema.items():
             if name in raw:
@@ -241,6 +249,8 @@ class _Builder:
                 value = self.field(kind, sub, raw[name], sub_path, getattr(default, name))
                 if name in missing and value != getattr(default, name):
                     self.warnings.append((NOT_IMPLEMENTED_WARNING, {"key": sub_path}))
+                    if refused(sub_path, value):
+                        self.refused.append(sub_path)
                 changes[name] = value
         return dataclasses.replace(typing.cast(typing.Any, default), **changes)
 
@@ -298,5 +308,12 @@ def load_config(
     builder = _Builder()
     config = builder.build(Config, raw, "", Config())
     assert isinstance(config, Config)
-    warnings = builder.warnings + _unknown_env_warnings(environ, known)
-    return LoadResult(config=config, warnings=warnings, file_found=file_found)
+    env_warnings = _unknown_env_warnings(environ, known)
+    refused_vars = [
+        str(f["var"])
+        for m, f in env_warnings
+        if m == NOT_IMPLEMENTED_WARNING and refused_var(str(f["var"]), environ[str(f["var"])])
+    ]
+    return LoadResult(
+        config, builder.warnings + env_warnings, file_found, builder.refused + refused_vars
+    )

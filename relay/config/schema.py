@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Iterator
 
@@ -17,7 +18,6 @@ from relay.config.tree import (
     Namespace,
     PersonalChannelConfig,
     RedisConfig,
-    TokenConfig,
     WebsocketConfig,
 )
 
@@ -47,9 +47,7 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ),
     ChannelConfig: frozenset({"proxy"}),
     ClientConfig: frozenset({"proxy", "connect_code_to_unidirectional_disconnect"}),
-    HTTPServerConfig: frozenset(
-        {"tls", "internal_tls", "tls_autocert", "tls_external", "http3", "h2c_external"}
-    ),
+    HTTPServerConfig: frozenset({"tls_autocert", "http3", "h2c_external"}),
     EndpointConfig: frozenset(
         {"instrument_http_handlers", "recovered_publications_histogram", "native_histograms"}
     ),
@@ -73,7 +71,6 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
             "shared_poll",
             "rpc",
             "proxies",
-            "grpc_api",
             "consumers",
             "sse",
             "http_stream",
@@ -115,7 +112,6 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
         }
     ),
     PersonalChannelConfig: frozenset({"single_connection"}),
-    TokenConfig: frozenset({"insecure_skip_jwks_endpoint_safety_check"}),
     WebsocketConfig: frozenset(
         {
             "compression",
@@ -137,30 +133,127 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
             "presence_user_mapping",
         }
     ),
-    HTTPServerConfig: frozenset({"internal_address", "internal_port"}),
     AdminConfig: frozenset({"web_proxy_address"}),
-    Config: frozenset({"swagger", "pid_file", "debug"}),
+    Config: frozenset({"debug"}),
 }
 
 
-#: Not-implemented keys that relay refuses to start with when they are set: ignoring them
-#: would weaken what the operator asked for (plain HTTP where TLS was configured).
-REFUSED_WHEN_SET = frozenset(
+#: Not-implemented keys that relay only warns about: tuning and diagnostics whose absence
+#: changes nothing a client or a backend sees. Every other not-implemented key, once
+#: switched on, stops the start ("refused"): serving without it would not be what the
+#: operator configured (plain HTTP for ACME, open subscriptions for a subscribe proxy...).
+WARN_ONLY = frozenset(
     {
-        "http_server.tls",
-        "http_server.tls_autocert",
-        "http_server.internal_tls",
-        "http_server.tls_external",
-        "http_server.http3",
+        "debug",
+        "opentelemetry",
+        "graphite",
+        "usage_stats",
+        "enable_unreleased_features",
+        "map_broker",  # used by ``subscription_type: map`` namespaces only (refused)
+        "http_server.h2c_external",
+        "admin.web_proxy_address",
+        "client.concurrency",
+        "client.connect_code_to_unidirectional_disconnect",  # uni transports are refused
+        "client.channel_position_check_delay",
+        "client.channel_position_max_time_lag",
+        "websocket.compression",
+        "websocket.compression_level",
+        "websocket.compression_min_size",
+        "websocket.decompressed_message_size_limit",
+        "websocket.read_buffer_size",
+        "websocket.write_buffer_size",
+        "websocket.use_write_buffer_pool",
+        "engine.redis.force_resp2",
+        "engine.redis.presence_hash_field_ttl",
+        *(
+            f"{endpoint}.{key}"
+            for endpoint in ("prometheus", "health", "swagger", "debug")
+            for key in ("instrument_http_handlers", "native_histograms")
+        ),
+        "prometheus.recovered_publications_histogram",
+        "health.recovered_publications_histogram",
+        "swagger.recovered_publications_histogram",
+        "debug.recovered_publications_histogram",
     }
 )
 
+#: Not-implemented blocks switched on by an ``enabled`` key inside them: only
+#: ``enabled: true`` refuses (the helm chart passes ``--uni_grpc.port`` on its own).
+SWITCHED_BY_ENABLED = frozenset(
+    {
+        "sse",
+        "http_stream",
+        "emulation",
+        "webtransport",
+        "uni_sse",
+        "uni_http_stream",
+        "uni_websocket",
+        "uni_grpc",
+        "init",
+        "broker",
+        "presence_manager",
+        "controller",
+        "shared_poll",
+        "consumers",
+        "http_server.tls_autocert",
+        "http_server.http3",
+        "engine.redis.tls",
+        "engine.redis.sentinel_tls",
+    }
+)
 
-def refused(key: str = "", var: str = "") -> bool:
-    """Whether a set not-implemented config ``key`` (or env ``var``) stops the start."""
-    if key:
-        return any(key == p or key.startswith(p + ".") for p in REFUSED_WHEN_SET)
-    return any(var.startswith(env_var_name(p) + "_") for p in REFUSED_WHEN_SET)
+_NAMESPACE_INDEX = re.compile(r"^channel\.namespaces\.\[\d+\]\.")
+_TRUE = ("1", "t", "true")
+
+
+def _switched_on(value: object) -> bool:
+    """Whether ``value`` (a raw subtree, a list of them, or a dataclass) has ``enabled``
+    true somewhere."""
+    if isinstance(value, dict):
+        enabled = value.get("enabled")
+        if enabled is True or (isinstance(enabled, str) and enabled.lower() in _TRUE):
+            return True
+        return any(_switched_on(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_switched_on(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _switched_on(dataclasses.asdict(value))
+    return False
+
+
+def refused(path: str, value: object = True) -> bool:
+    """Whether the set not-implemented key ``path`` (set to ``value``) stops the start."""
+    path = _NAMESPACE_INDEX.sub("channel.namespaces[].", path)
+    if path in WARN_ONLY:
+        return False
+    if path in SWITCHED_BY_ENABLED:
+        return _switched_on(value)
+    return True
+
+
+def refused_var(var: str, value: str) -> bool:
+    """The same for an env var of an untyped not-implemented block (``CENTRIFUGO_SSE_...``)."""
+    best = ""
+    for path in _untyped_paths(Config, ""):
+        prefix = env_var_name(path)
+        if (var == prefix or var.startswith(prefix + "_")) and len(path) > len(best):
+            best = path
+    if not best:  # a namespace's option (``..._SUBSCRIBE_PROXY_NAME``): refused as above
+        return var.startswith(_ENV_PREFIX + "CHANNEL_NAMESPACES_")
+    if best in WARN_ONLY:
+        return False
+    if best in SWITCHED_BY_ENABLED:
+        return var.endswith("_ENABLED") and value.strip().lower() in _TRUE
+    return True
+
+
+def _untyped_paths(cls: type, path: str) -> Iterator[str]:
+    for key in sorted(_extra_keys(cls)):
+        yield f"{path}.{key}" if path else key
+    for name, (kind, sub) in _schema(cls).items():
+        if kind == "obj":
+            assert sub is not None
+            yield from _untyped_paths(sub, f"{path}.{name}" if path else name)
 
 
 def _collect(table: dict[type, frozenset[str]], cls: type) -> frozenset[str]:
@@ -251,9 +344,4 @@ def _namespace_env_prefix(name: str) -> str:
 
 def _ignored_env_prefixes(cls: type, path: str) -> Iterator[str]:
     """Env prefixes of the untyped not-implemented keys below ``cls``."""
-    for key in sorted(_extra_keys(cls)):
-        yield env_var_name(f"{path}.{key}" if path else key)
-    for name, (kind, sub) in _schema(cls).items():
-        if kind == "obj":
-            assert sub is not None
-            yield from _ignored_env_prefixes(sub, f"{path}.{name}" if path else name)
+    return (env_var_name(p) for p in _untyped_paths(cls, path))

@@ -22,7 +22,7 @@ PublicationDataFormat: TypeAlias = Literal["", "json", "json_object", "binary"]
 EngineType: TypeAlias = Literal["memory", "redis"]
 """``engine.type``."""
 ErrorMode: TypeAlias = Literal["", "transport"]
-"""``http_api.error_mode``."""
+"""``http_api.error_mode`` and ``grpc_api.error_mode``."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,9 @@ class TokenConfig:
     ecdsa_public_key: str = ""
     """PEM ECDSA public key for ES256/ES384/ES512 tokens."""
     jwks_public_endpoint: str = ""
-    """JWKS URL for token keys. relay does not support JWKS: when set, every token is
-    rejected."""
+    """JWKS URL (http/https) whose keys verify tokens, picked by the token's ``kid``; when
+    set, the HMAC/RSA/ECDSA keys are ignored. ``{{name}}`` placeholders take the named
+    groups of issuer_regex / audience_regex."""
     audience: str = ""
     """Required ``aud`` claim (exclusive with audience_regex)."""
     audience_regex: str = ""
@@ -159,7 +160,8 @@ class TokenConfig:
     user_id_claim: str = ""
     """Claim holding the user ID ("" = ``sub``; must match ``^[a-zA-Z_]+$``)."""
     insecure_skip_jwks_endpoint_safety_check: bool = False
-    """Skip the JWKS endpoint URL safety check. Not implemented by relay (warns when set)."""
+    """Allow a JWKS URL placeholder filled by a regex group that is not a fixed list of
+    values (logs a warning; INSECURE)."""
 
 
 @dataclass(frozen=True)
@@ -244,16 +246,45 @@ class ClientConfig:
 
 
 @dataclass(frozen=True)
+class TLSConfig:
+    """A TLS block (``http_server.tls``, ``internal_tls``, ``grpc_api.tls``...).
+
+    Each ``*_pem`` value is raw PEM, base64 of PEM, or a path to a PEM file (tried in that
+    order, as Centrifugo's ``configtypes/pem.go``)."""
+
+    enabled: bool = False
+    """Use TLS."""
+    cert_pem: str = ""
+    """Certificate (chain) in PEM."""
+    key_pem: str = ""
+    """Private key in PEM matching ``cert_pem``."""
+    server_ca_pem: str = ""
+    """Root CA used to verify a server's certificate (client side)."""
+    client_ca_pem: str = ""
+    """CA verifying client certificates: setting it requires them (mutual TLS)."""
+    insecure_skip_verify: bool = False
+    """Client side: do not verify the server's certificate."""
+    server_name: str = ""
+    """Client side: the expected server name (SNI)."""
+
+
+@dataclass(frozen=True)
 class HTTPServerConfig:
     address: str = ""
     """Address to listen on ("" = all interfaces)."""
     port: int = 8000
     """Port to listen on (default 8000)."""
     internal_address: str = ""
-    """Address of the internal endpoints. Not implemented by relay (warns when set)."""
+    """Address of the internal endpoints ("" = ``address``)."""
     internal_port: str = ""
-    """Port of the internal endpoints ("" = ``port``). Not implemented by relay (warns when
-    set)."""
+    """Port of the internal endpoints: API, admin, metrics, health, swagger ("" = ``port``,
+    everything on one port)."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS of the HTTP server (both ports unless ``tls_external``)."""
+    tls_external: bool = False
+    """TLS only on the external port; the internal port stays plain."""
+    internal_tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS of the internal port when it differs from ``tls``."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +310,29 @@ class HTTPAPIConfig:
     Centrifugo does without ``internal_port``."""
     error_mode: ErrorMode = ""
     """``transport``: errors as HTTP status codes instead of 200 + error body."""
+
+
+@dataclass(frozen=True)
+class GrpcAPIConfig:
+    """``grpc_api``: the server API over gRPC (``relay/transports/grpc_api.py``)."""
+
+    enabled: bool = False
+    """Serve the gRPC server API (service ``centrifugal.centrifugo.api.CentrifugoApi``)."""
+    error_mode: ErrorMode = ""
+    """``transport``: errors as gRPC status codes (the API error in the status details)
+    instead of an OK reply carrying ``error``."""
+    address: str = ""
+    """Address to listen on ("" = all interfaces)."""
+    port: int = 10000
+    """Port to listen on (default 10000); every worker binds it (SO_REUSEPORT)."""
+    key: str = ""
+    """API key: calls must send metadata ``authorization: apikey <key>`` ("" = no check)."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS of the gRPC server (``client_ca_pem`` asks for client certificates)."""
+    reflection: bool = False
+    """Serve gRPC server reflection (v1alpha), for tools such as grpcurl."""
+    max_receive_message_size: int = 0
+    """Largest request message in bytes (0 = gRPC's default, 4 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -413,6 +467,8 @@ class Config:
     """Channel options and namespaces."""
     http_api: HTTPAPIConfig = field(default_factory=HTTPAPIConfig)
     """Server HTTP API."""
+    grpc_api: GrpcAPIConfig = field(default_factory=GrpcAPIConfig)
+    """Server API over gRPC."""
     admin: AdminConfig = field(default_factory=AdminConfig)
     """Admin web UI."""
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
@@ -426,7 +482,8 @@ class Config:
     swagger: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/swagger")
     )
-    """Swagger UI of the HTTP API. Not implemented by relay (warns when set)."""
+    """Swagger document and page of the HTTP API (default path ``/swagger``:
+    ``/swagger/swagger.json``, ``/swagger/``)."""
     debug: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/debug/pprof")
     )
@@ -437,7 +494,7 @@ class Config:
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     """Graceful shutdown."""
     pid_file: str = ""
-    """Write the process ID to this file. Not implemented by relay (warns when set)."""
+    """Write the front process's ID to this file (removed on exit; "" = none)."""
     workers: int = 0
     """relay's own key: worker processes (0 = CPU count). Env ``CENTRIFUGO_WORKERS``."""
 

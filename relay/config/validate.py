@@ -6,6 +6,7 @@ import re
 import typing
 
 from relay.config.durations import _NS_PER_SECOND, format_duration
+from relay.config.jwks import validate_jwks_endpoint
 from relay.config.tree import (
     ChannelConfig,
     ChannelOptions,
@@ -100,10 +101,24 @@ def _validate_token(token: TokenConfig, section: str) -> None:
                 raise ConfigError(f"{section}.{regex}: {exc}") from None
 
 
+def _validate_jwks(token: TokenConfig, section: str) -> None:
+    """Centrifugo's start-up checks of ``jwks_public_endpoint`` (``relay/config/jwks.py``)."""
+    validate_jwks_endpoint(
+        token.jwks_public_endpoint,
+        token.issuer_regex,
+        token.audience_regex,
+        skip_safety_check=token.insecure_skip_jwks_endpoint_safety_check,
+        section=section,
+    )
+
+
 def _validate_client(config: Config) -> None:
     client = config.client
     _validate_token(client.token, "client.token")
     _validate_token(client.subscription_token, "client.subscription_token")
+    _validate_jwks(client.token, "client.token")
+    if client.subscription_token.enabled:  # Centrifugo builds that verifier only then
+        _validate_jwks(client.subscription_token, "client.subscription_token")
     personal = client.subscribe_to_user_personal_channel
     if personal.enabled:
         ns_name = personal.personal_channel_namespace
@@ -137,6 +152,9 @@ def validate(config: Config) -> None:
     """
     _validate_channels(config.channel)
     _validate_client(config)
+    internal_port = config.http_server.internal_port.strip()
+    if internal_port and not (internal_port.isdigit() and int(internal_port) <= 65535):
+        raise ConfigError(f"http_server.internal_port is not a port number: {internal_port!r}")
     if config.engine.type not in _ENGINE_TYPES:
         raise ConfigError(f"unknown engine type: {config.engine.type}")
     if config.http_api.error_mode not in _ERROR_MODES:

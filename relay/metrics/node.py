@@ -104,9 +104,10 @@ class Metrics:
         self.worker_connections = Gauge(
             "worker_connections",
             "Open client connections of each worker process.",
+            ["worker"],
             namespace="relay",
             registry=self.registry,
-            multiprocess_mode="all",
+            multiprocess_mode="liveall",  # a dead worker's series goes with it
         )
         for kind in ("publication", "join", "leave", "control"):  # present from the start
             self._child(self.messages_sent, kind, "")

@@ -119,7 +119,7 @@ class Supervisor:
         self.node_uid = str(uuid.uuid4())
         self.workers = [Worker(i) for i in range(self.n)]
         self.sel = selectors.DefaultSelector()
-        self.listener: socket.socket | None = None
+        self.listeners: list[socket.socket] = []  # as ``transports/ports.plan`` lists them
         self.stopping = False
         self.exit_code = 0
         self.metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
@@ -128,20 +128,22 @@ class Supervisor:
 
     # ---- setup ----------------------------------------------------------------------------
     def bind(self) -> None:
-        cfg = self.config.http_server
-        family = socket.AF_INET6 if ":" in cfg.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((cfg.address or ("::" if family == socket.AF_INET6 else ""), int(cfg.port)))
-        sock.listen(4096)
-        sock.setblocking(False)
-        self.listener = sock
+        """Bind every address of ``transports/ports.plan``: the external and, with
+        ``internal_port``, the internal one (the workers learn which by its index)."""
+        from relay.transports.ports import plan
+
+        for listener in plan(self.config):
+            self.listeners.append(_listen(listener.address, listener.port))
+            log.info("serving %s endpoints on port %d", listener.label, self._port(-1))
+
+    def _port(self, index: int) -> int:
+        port: int = self.listeners[index].getsockname()[1]
+        return port
 
     @property
     def port(self) -> int:
-        assert self.listener is not None
-        port: int = self.listener.getsockname()[1]
-        return port
+        """The first listener's port."""
+        return self._port(0)
 
     def _prepare(self) -> None:
         # prometheus_client reads this when it is imported: before the worker's stack.
@@ -182,21 +184,22 @@ class Supervisor:
 
     # ---- main loop --------------------------------------------------------------------------
     def run(self) -> int:
-        if self.listener is None:
+        if not self.listeners:
             self.bind()
         self._prepare()
         links = mesh(self.n)
         for worker in self.workers:
             self.spawn(worker, links[worker.id])
-        assert self.listener is not None
-        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        for index, listener in enumerate(self.listeners):
+            self.sel.register(listener, selectors.EVENT_READ, ("accept", index))
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.sel.register(self._wake_r, selectors.EVENT_READ, ("signal", None))
         old_fd = signal.set_wakeup_fd(self._wake_w.fileno())
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, lambda *_: None)
-        log.info("front listening on port %d with %d workers", self.port, self.n)
+        ports = ", ".join(str(self._port(i)) for i in range(len(self.listeners)))
+        log.info("front listening on port %s with %d workers", ports, self.n)
         try:
             while not self.stopping:
                 for key, _ in self.sel.select(timeout=0.2):
@@ -209,12 +212,12 @@ class Supervisor:
             self._cleanup()
         return self.exit_code
 
-    def _on_event(self, data: tuple[str, Worker | None]) -> None:
-        kind, worker = data
-        if kind == "accept":
-            self._accept()
-        elif kind == "ctrl" and worker is not None:
-            self._read_ctrl(worker)
+    def _on_event(self, data: tuple[str, Worker | int | None]) -> None:
+        kind, target = data
+        if kind == "accept" and isinstance(target, int):
+            self._accept(target)
+        elif kind == "ctrl" and isinstance(target, Worker):
+            self._read_ctrl(target)
         elif kind == "signal":
             self._on_signals()
 
@@ -229,22 +232,22 @@ class Supervisor:
                 self.stopping = True
 
     # ---- connections ------------------------------------------------------------------
-    def _accept(self) -> None:
-        assert self.listener is not None
+    def _accept(self, index: int) -> None:
+        listener = self.listeners[index]
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = self.listener.accept()
+                conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: keep serving, retry on the next turn
                 log.warning("accept failed: %s", exc)
                 return
             try:
-                self._hand_over(conn)
+                self._hand_over(conn, b"A%d" % index if index else b"A")
             finally:
                 conn.close()
 
-    def _hand_over(self, conn: socket.socket) -> None:
+    def _hand_over(self, conn: socket.socket, notice: bytes = b"A") -> None:
         attached = [w for w in self.workers if w.ctrl is not None]
         live = [w for w in attached if not w.stalled] or attached
         if not live:
@@ -252,7 +255,7 @@ class Supervisor:
         worker = min(live, key=lambda w: w.load + w.handed)
         assert worker.ctrl is not None
         try:
-            socket.send_fds(worker.ctrl, [b"A"], [conn.fileno()])
+            socket.send_fds(worker.ctrl, [notice], [conn.fileno()])
             worker.handed += 1
         except OSError as exc:
             log.warning("could not pass a connection to worker %d: %s", worker.id, exc)
@@ -343,10 +346,10 @@ class Supervisor:
                 self._tell_others(worker, b"S%d" % worker.id)
 
     def _shutdown(self) -> None:
-        if self.listener is not None:
-            self.sel.unregister(self.listener)
-            self.listener.close()
-            self.listener = None
+        for listener in self.listeners:
+            self.sel.unregister(listener)
+            listener.close()
+        self.listeners = []
         for worker in self.workers:
             if worker.proc is not None and worker.proc.poll() is None:
                 worker.proc.send_signal(signal.SIGTERM)
@@ -387,6 +390,16 @@ def _become_worker(keep: set[int]) -> None:
                 pass
 
 
+def _listen(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address or ("::" if family == socket.AF_INET6 else ""), port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
 def mesh(n: int) -> list[dict[int, socket.socket]]:
     """One stream socket pair per two workers: ``mesh[i][j]`` is i's end of the i-j link."""
     mesh: list[dict[int, socket.socket]] = [{} for _ in range(n)]
@@ -404,6 +417,25 @@ def _mark_dead(pid: int) -> None:
 
 
 def serve(config: Config) -> None:
-    """Run the front and its workers until SIGTERM/SIGINT; exit with the front's code."""
-    supervisor = Supervisor(config)
-    sys.exit(supervisor.run())
+    """Run the front and its workers until SIGTERM/SIGINT; exit with the front's code.
+
+    ``pid_file``: the front's PID is written there (mode 0600) before it binds and removed
+    on exit, as Centrifugo's ``tools.WritePidFile`` does."""
+    pid_file = config.pid_file
+    if pid_file:
+        try:
+            fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            log.critical("error writing PID: %s", exc)
+            sys.exit(1)
+    try:
+        code = Supervisor(config).run()
+    finally:
+        if pid_file:
+            try:
+                os.remove(pid_file)
+            except OSError:
+                pass
+    sys.exit(code)

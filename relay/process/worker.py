@@ -3,7 +3,9 @@
 Forked by the front (``run_worker``), named ``relay-worker-I`` (``/proc/PID/comm``), with
 one end of a ``SOCK_SEQPACKET`` socket pair to the front. Messages on it:
 
-* front -> worker: ``b"A"`` with accepted connections attached (SCM_RIGHTS);
+* front -> worker: ``b"A"`` with accepted connections attached (SCM_RIGHTS), ``b"A<n>"``
+  when they came to the ``n``-th listening address (``transports/ports.plan``: 1 is the
+  internal port);
   ``b"R<worker>:<generation>"`` when another worker was restarted, with this worker's
   end of the new link to it attached; ``b"S<worker>"`` when another worker stopped
   answering (bus requests to it then fail at once) and ``b"U<worker>"`` when it answers
@@ -97,8 +99,9 @@ class WorkerProcess:
                     self.server.bus.peer_stalled(peer)
                 else:
                     self.server.bus.peer_resumed(peer)
+            listener = int(msg[1:] or 0) if msg.startswith(b"A") else 0
             for sock in socks:
-                asyncio.get_running_loop().create_task(self.server.adopt(sock))
+                asyncio.get_running_loop().create_task(self.server.adopt(sock, listener))
 
     async def _report_load(self) -> None:
         while True:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, DecodeError, Er
 from relay.node import Node
 from relay.protocol import json_codec
 from relay.protocol.json_decode import DECODER
+from relay.transports import ports
 
 __all__ = ["setup", "TRANSPORT_STATUS", "LEGACY_METHODS"]
 
@@ -75,16 +76,22 @@ async def not_found_text(request: web.Request, handler: Any) -> web.StreamRespon
         return plain(404, "404 page not found\n")
 
 
-def setup(app: web.Application, node: Node, executor: Executor) -> None:
-    """Register ``/health``, ``/metrics`` and the API routes configured for ``node``."""
+def setup(
+    app: web.Application,
+    node: Node,
+    executor: Executor,
+    handlers: Collection[str] = (ports.HEALTH, ports.PROMETHEUS, ports.API),
+) -> None:
+    """Register those of ``/health``, ``/metrics`` and the API routes that ``handlers``
+    names (``transports/ports.py`` decides which port serves which)."""
     cfg = node.config
     app.middlewares.append(not_found_text)
-    if cfg.health.enabled:
+    if ports.HEALTH in handlers:
         app.router.add_route("*", _prefix(cfg.health.handler_prefix, "/health"), _health)
-    if cfg.prometheus.enabled:
+    if ports.PROMETHEUS in handlers:
         handler = _MetricsHandler(node)
         app.router.add_route("*", _prefix(cfg.prometheus.handler_prefix, "/metrics"), handler)
-    if cfg.http_api.disabled:
+    if ports.API not in handlers:
         return
     api = _APIHandler(node, executor)
     prefix = cfg.http_api.handler_prefix.rstrip("/")

@@ -120,6 +120,7 @@ class GatewayContext:
         http_factory: Callable[[], asyncio.Protocol] | None,
         loop: asyncio.AbstractEventLoop,
         workers: int = 1,
+        websocket: bool = True,
     ) -> None:
         self.node = node
         self.http_factory = http_factory
@@ -127,7 +128,7 @@ class GatewayContext:
         self.origins = OriginChecker(node.config.client.allowed_origins)
         ws = node.config.websocket
         self.ws_path = ws.handler_prefix.rstrip("/") or "/"
-        self.ws_enabled = not ws.disabled
+        self.ws_enabled = websocket and not ws.disabled  # this port serves the endpoint
         self.max_message_size = ws.message_size_limit
         self.write_timeout = ws.write_timeout
         self.queue_max_size = node.config.client.queue_max_size
@@ -234,13 +235,14 @@ class Gateway(asyncio.Protocol):
         self.transport.close()
 
     def _websocket(self, method: str, target: str, headers: dict[str, str], rest: bytes) -> None:
-        if method != "GET":
-            self._respond(405, "Method Not Allowed")
-            return
+        # gorilla's order: the upgrade tokens (400) before the method (405).
         if "websocket" not in headers.get("upgrade", "").lower() or "upgrade" not in (
             headers.get("connection", "").lower()
         ):
             self._respond(400, "Bad Request")
+            return
+        if method != "GET":
+            self._respond(405, "Method Not Allowed")
             return
         if headers.get("sec-websocket-version") != "13":
             self._respond(426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n")

@@ -150,7 +150,8 @@ async def test_metrics_aggregate_over_workers(cluster: Cluster) -> None:
         "SC_PAGE_SIZE"
     )
     assert float(rss.split()[1]) > 2 * one
-    assert text.count("relay_worker_connections{pid=") == 2
+    workers = [ln for ln in text.splitlines() if ln.startswith("relay_worker_connections{")]
+    assert sorted(ln.split('worker="')[1][0] for ln in workers) == ["0", "1"], workers
     for c in clients:
         await c.close()
 
@@ -264,3 +265,117 @@ async def test_stopped_worker_is_stalled_then_replaced(cluster: Cluster) -> None
     finally:
         if alive(workers[1]):
             os.kill(workers[1], signal.SIGCONT)
+
+
+async def test_internal_port_and_tls_with_workers(tmp_path: Path) -> None:
+    """Both listeners of the front hand their connections to the workers, which serve the
+    right endpoints on each: wss on the external port, plain API + metrics on the
+    internal one (``tls_external``)."""
+    from tests.integration.wsutil import RawClient
+    from tests.tlsutil import make_certs
+
+    certs = make_certs(tmp_path)
+    internal = free_port()
+    tls = {"enabled": True, "cert_pem": str(certs.cert), "key_pem": str(certs.key)}
+    http_server = {"internal_port": str(internal), "tls": tls, "tls_external": True}
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, "http_server": http_server}))
+    port = free_port()
+    proc = spawn_relay(cfg, port, workers=2)
+    try:
+        await wait_port(port)
+        await wait_port(internal)
+        ws_url = f"wss://127.0.0.1:{port}/connection/websocket"
+        clients = []
+        for i in range(4):  # alternate over the two workers
+            c = await RawClient.open(ws_url, ssl=certs.client_context())
+            await c.connect(token=encode_hmac_token({"sub": f"u{i}"}, SECRET))
+            await c.call("subscribe", {"channel": "room"})
+            clients.append(c)
+        async with aiohttp.ClientSession() as http:
+            hdrs = {"X-API-Key": KEY}
+            body = {"channel": "room", "data": "hi"}
+            url = f"http://127.0.0.1:{internal}/api/publish"
+            async with http.post(url, json=body, headers=hdrs) as r:
+                assert r.status == 200 and "result" in await r.json()
+            async with http.get(f"http://127.0.0.1:{internal}/metrics") as r:
+                text = await r.text()
+                assert "centrifugo_node_num_clients 4" in text
+            async with http.get(
+                f"https://127.0.0.1:{port}/health", ssl=certs.client_context()
+            ) as r:
+                assert r.status == 404
+        for c in clients:
+            assert (await c.push("pub", "room"))["pub"]["data"] == "hi"
+            await c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+async def test_pid_file_written_and_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "relay.pid"
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, "pid_file": str(pid_file)}))
+    port = free_port()
+    proc = spawn_relay(cfg, port, workers=1)
+    try:
+        await wait_port(port)
+        deadline = time.monotonic() + 10
+        while not children(proc.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the front's signal handlers are set once workers run
+        assert pid_file.read_text() == f"{proc.pid}\n"
+        assert pid_file.stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert not pid_file.exists()
+
+
+async def test_grpc_api_served_by_every_worker_process(tmp_path: Path) -> None:
+    """The forked workers (grpc never loaded in the front) serve ``grpc_api`` on one port:
+    publishes over gRPC reach clients on both workers, ``info`` sees the node's clients."""
+    import grpc.aio
+
+    from relay.api.grpc import centrifugo_api_pb2 as pb
+
+    grpc_port = free_port()
+    cfg = tmp_path / "config.json"
+    grpc_api = {"enabled": True, "address": "127.0.0.1", "port": grpc_port, "key": "gk"}
+    cfg.write_text(json.dumps({**CONFIG, "grpc_api": grpc_api}))
+    port = free_port()
+    proc = spawn_relay(cfg, port, workers=2)
+    try:
+        await wait_port(port)
+        await wait_port(grpc_port)
+        await asyncio.sleep(0.5)  # both workers bound it
+        cluster = Cluster(proc, port)
+        clients = [await cluster.client(f"g{i}") for i in range(4)]
+        for c in clients:
+            await c.call("subscribe", {"channel": "room"})
+        meta = (("authorization", "apikey gk"),)
+        service = "/centrifugal.centrifugo.api.CentrifugoApi/"
+        for _ in range(4):  # new channels: the kernel may pick either worker
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                publish = channel.unary_unary(
+                    service + "Publish",
+                    request_serializer=pb.PublishRequest.SerializeToString,
+                    response_deserializer=pb.PublishResponse.FromString,
+                )
+                reply = await publish(pb.PublishRequest(channel="room", data=b'"g"'), metadata=meta)
+                assert reply.result.offset > 0 and not reply.HasField("error")
+                info = channel.unary_unary(
+                    service + "Info",
+                    request_serializer=pb.InfoRequest.SerializeToString,
+                    response_deserializer=pb.InfoResponse.FromString,
+                )
+                nodes = (await info(pb.InfoRequest(), metadata=meta)).result.nodes
+                assert [n.num_clients for n in nodes] == [4]
+        for c in clients:
+            for _ in range(4):
+                assert (await c.push("pub", "room"))["pub"]["data"] == "g"
+            await c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

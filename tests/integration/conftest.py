@@ -86,7 +86,9 @@ def no_server_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     finally:
         relay_logger.propagate = propagate
         relay_logger.setLevel(level)
-    traced = [r for r in caplog.records if r.exc_info]
+    # caplog.records holds only the current phase's (teardown): read every phase.
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    traced = [r for r in records if r.exc_info]
     assert not traced, [f"{r.name}: {r.getMessage()}" for r in traced]
 
 

@@ -662,3 +662,19 @@ async def test_batch_crosses_the_bus_once_per_owner(relay: Any, mode: str, api: 
     assert len(body["replies"]) == 1000 and all("publish" in r for r in body["replies"])
     # one request to the other worker and its answer: not 1,000 messages
     assert sum(b.counters["sent"] for b in buses) - before <= 2
+
+
+async def test_server_subscribe_b64_fields_replace_data_and_info(relay: Any, api: API) -> None:
+    """6.9.1's rule (6.6.2 dropped them): ``b64data`` / ``b64info`` win over ``data`` /
+    ``info``; invalid base64 is 107, an unknown namespace still 102 first."""
+    ws = await WSClient.login(relay.ws_url, "42")
+    b64 = base64.b64encode(b'{"hello":1}').decode()
+    body = {"user": "42", "channel": "news", "data": {"plain": 1}, "b64data": b64}
+    assert await api.call("subscribe", body) == {"result": {}}
+    push = await ws.push("subscribe", "news")
+    assert push["subscribe"].get("data") == {"hello": 1}
+    bad = {"user": "42", "channel": "news2", "b64info": "\u001f"}
+    assert await api.call("subscribe", bad) == {"error": {"code": 107, "message": "bad request"}}
+    wrong_ns = {"user": "42", "channel": "nope:x", "b64info": "\u001f"}
+    assert (await api.call("subscribe", wrong_ns))["error"]["code"] == 102
+    await ws.close()

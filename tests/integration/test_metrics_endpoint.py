@@ -68,3 +68,32 @@ async def test_metrics_move_with_traffic(http: aiohttp.ClientSession) -> None:
             await asyncio.sleep(0.05)
         assert value(text, inflight) == 0
         assert value(text, accepted) == 1
+
+
+async def test_join_and_leave_frames_are_counted(http: aiohttp.ClientSession) -> None:
+    """4 subscribers of a join/leave channel join one by one, then the last leaves: each
+    gets its own join and the later ones' (4+3+2+1 ``push_join`` frames) and the 3 left
+    get the leave, the counts Centrifugo 6.9.1 shows for the same traffic."""
+    cfg = replace(make_config(), prometheus=EndpointConfig(enabled=True, handler_prefix="/metrics"))
+    async with run_server(cfg) as srv:
+        clients = []
+        for i in range(4):
+            c = await RawClient.open(srv.ws_url)
+            await c.connect(token=token(f"j{i}"))
+            await c.call("subscribe", {"channel": "chat:jl"})
+            clients.append(c)
+        for i, c in enumerate(clients):  # each sees the joins of itself and later ones
+            for _ in range(4 - i):
+                await c.push("join", "chat:jl")
+        await clients[3].close()
+        for c in clients[:3]:
+            await c.push("leave", "chat:jl")
+        srv.node.metrics.flush()
+        async with http.get(srv.http_url + "/metrics") as r:
+            text = await r.text()
+        sent = 'centrifugo_transport_messages_sent{channel_namespace="",frame_type="%s"'
+        sent += ',transport="websocket"}'
+        assert value(text, sent % "push_join") == 4 + 3 + 2 + 1
+        assert value(text, sent % "push_leave") == 3
+        for c in clients[:3]:
+            await c.close()

@@ -298,11 +298,13 @@ def test_skip_signature_verify() -> None:
         connect(f"{HEAD}.!!!.{SIG}", skip_signature_verify=True)
 
 
-def test_jwks_unsupported() -> None:
+def test_jwks_replaces_static_keys() -> None:
+    """With jwks_public_endpoint the HMAC key is ignored (token_verifier_jwt.go): a token
+    without a cached JWKS key is invalid; more in tests/unit/test_auth_jwks.py."""
     config = TokenConfig(hmac_secret_key=SECRET, jwks_public_endpoint="https://x/jwks")
     verifier = TokenVerifier(config)
-    assert verifier.jwks_unsupported
-    assert not TokenVerifier(HMAC_CONFIG).jwks_unsupported
+    assert verifier.jwks is not None and verifier.fetches_jwks
+    assert TokenVerifier(HMAC_CONFIG).jwks is None
     with pytest.raises(TokenInvalid):
         verifier.verify_connect_token(VALID, now=NOW)
 

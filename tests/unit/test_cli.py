@@ -137,15 +137,15 @@ def test_checkconfig_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_checkconfig_lists_keys_relay_does_not_implement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = {"grpc_api": {"enabled": True}, "websocket": {"compression": True}}
+    body = {"opentelemetry": {"enabled": True}, "websocket": {"compression": True}}
     path = _config(tmp_path, body, "n.json")
     assert _run(["checkconfig", "-c", path]) == 0
     err = capsys.readouterr().err.splitlines()
     prefix = "config key is not implemented by relay and has no effect: "
-    assert err == [prefix + "grpc_api", prefix + "websocket.compression"]
+    assert err == [prefix + "opentelemetry", prefix + "websocket.compression"]
     assert _run(["checkconfig", "-c", path, "--strict"]) == 1
     out = capsys.readouterr().out
-    assert out == "keys relay does not implement: grpc_api, websocket.compression\n"
+    assert out == "keys relay does not implement: opentelemetry, websocket.compression\n"
 
 
 def test_checkconfig_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -323,7 +323,7 @@ def test_serve_with_flags_env_and_warnings(
     monkeypatch.setenv("CENTRIFUGO_BOGUS", "1")
     monkeypatch.setenv("CENTRIFUGO_SVC_PORT", "1")
     argv = ["-p", "9000", "--admin.enabled", "--admin.insecure=true", "--client.insecure"]
-    argv += ["--http_api.insecure=false", "--workers", "3", "--broker.enabled"]
+    argv += ["--http_api.insecure=false", "--workers", "3", "--map_broker.type=redis"]
     assert _run(argv) == 0
     (cfg,) = served
     assert cfg.http_server.port == 9000
@@ -340,9 +340,57 @@ def test_serve_with_flags_env_and_warnings(
         "unknown var in environment",
     ]
     assert records[2]["key"] == "log_level"
-    assert records[3]["key"] == "broker"  # --broker.enabled: recognised, not implemented
+    assert records[3]["key"] == "map_broker"  # recognised, not implemented: warned
     assert records[4]["var"] == "CENTRIFUGO_BOGUS"
     assert all(r["level"] == "warn" and "time" in r for r in records)
+    # A not-implemented feature switched on stops the start, naming the key.
+    assert _run(["--broker.enabled"]) == 1 and len(served) == 1
+    assert capsys.readouterr().err.startswith("broker is set, but relay does not implement it")
+
+
+def test_refused_versus_warned_keys(
+    tmp_path: Path, served: list[Config], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Semantics-changing keys refuse, tuning knobs warn; blocks with an ``enabled``
+    switch refuse only when switched on (the helm chart's --uni_grpc.port)."""
+    cases: list[tuple[dict[str, object], str | None]] = [
+        ({"uni_grpc": {"port": 11000}}, None),
+        ({"uni_grpc": {"enabled": True}}, "uni_grpc"),
+        ({"consumers": [{"name": "c", "enabled": False}]}, None),
+        ({"consumers": [{"name": "c", "enabled": True}]}, "consumers"),
+        ({"proxies": [{"name": "p", "endpoint": "http://x"}]}, "proxies"),
+        ({"client": {"proxy": {"connect": {"endpoint": "http://x"}}}}, "client.proxy"),
+        ({"engine": {"redis": {"sentinel_address": ["h:26379"]}}}, "engine.redis.sentinel_address"),
+        ({"channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": True}]}},
+         "channel.namespaces.[0].subscribe_proxy_enabled"),
+        ({"websocket": {"compression": True}, "client": {"concurrency": 4}}, None),
+    ]  # fmt: skip
+    for body, key in cases:
+        _config(tmp_path, body)
+        before = len(served)
+        code = _run([])
+        err = capsys.readouterr().err
+        if key is None:
+            assert code == 0 and len(served) == before + 1, body
+        else:
+            assert code == 1 and len(served) == before, body
+            assert err.startswith(f"{key} is set, but relay does not implement it"), err
+    env_cases = [
+        ("CENTRIFUGO_UNI_GRPC_PORT", "11000", 0),
+        ("CENTRIFUGO_UNI_GRPC_ENABLED", "true", 1),
+        ("CENTRIFUGO_SSE_ENABLED", "false", 0),
+        ("CENTRIFUGO_PROXIES", '[{"name": "p"}]', 1),
+        ("CENTRIFUGO_CHANNEL_NAMESPACES_NS_SUBSCRIBE_PROXY_NAME", "p", 1),
+        ("CENTRIFUGO_USAGE_STATS_DISABLE", "true", 0),
+    ]
+    _config(tmp_path, {"channel": {"namespaces": [{"name": "ns"}]}})
+    for var, value, expected in env_cases:
+        os.environ[var] = value
+        try:
+            assert _run([]) == expected, var
+        finally:
+            del os.environ[var]
+        capsys.readouterr()
 
 
 def test_serve_missing_file_warns(
@@ -409,23 +457,43 @@ def test_every_centrifugo_root_flag_is_accepted(
     assert len(served) == 1
     records = _json_lines(capsys.readouterr().err)
     keys = {r.get("key") for r in records if r["message"].startswith("config key is not")}
-    assert {"grpc_api", "uni_grpc", "map_broker"} <= keys
+    assert {"uni_grpc", "map_broker"} <= keys
 
 
-def test_tls_asked_for_is_refused_not_served_plain(
+def test_tls_that_cannot_load_is_refused_not_served_plain(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     served: list[Config],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _config(tmp_path, {"http_server": {"tls": {"enabled": True, "cert_pem_file": "c.pem"}}})
+    _config(tmp_path, {"http_server": {"tls": {"enabled": True, "cert_pem": "c.pem"}}})
     assert _run([]) == 1 and served == []
-    assert "http_server.tls is set" in capsys.readouterr().err
+    assert "can not get TLS config: http_server.tls" in capsys.readouterr().err
     _config(tmp_path, {})
-    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_TLS_ENABLED", "true")
+    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_INTERNAL_TLS_ENABLED", "true")
     assert _run([]) == 1 and served == []
-    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_TLS_ENABLED", "false")  # nothing asked
+    assert "http_server.internal_tls" in capsys.readouterr().err
+    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_INTERNAL_TLS_ENABLED", "false")  # nothing asked
     assert _run([]) == 0 and len(served) == 1
+    # What relay does not implement at all (ACME, HTTP/3) stops the start too.
+    monkeypatch.setenv("CENTRIFUGO_HTTP_SERVER_TLS_AUTOCERT_ENABLED", "true")
+    assert _run([]) == 1 and len(served) == 1
+    assert "CENTRIFUGO_HTTP_SERVER_TLS_AUTOCERT_ENABLED is set" in capsys.readouterr().err
+
+
+def test_tls_loads_from_files(
+    tmp_path: Path, served: list[Config], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.tlsutil import make_certs
+
+    certs = make_certs(tmp_path)
+    tls = {"enabled": True, "cert_pem": str(certs.cert), "key_pem": str(certs.key)}
+    _config(tmp_path, {"http_server": {"tls": tls, "internal_port": "9001"}})
+    assert _run([]) == 0 and len(served) == 1
+    assert served[0].http_server.tls.cert_pem == str(certs.cert)
+    assert served[0].http_server.internal_port == "9001"
+    _config(tmp_path, {"http_server": {"internal_port": "90a"}})
+    assert _run([]) == 1 and "internal_port is not a port number" in capsys.readouterr().err
 
 
 def test_bad_bool_flag_value(served: list[Config]) -> None:

@@ -396,7 +396,7 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
                 "concurrency": 8,
             },
             "broker": {"enabled": False},  # nothing asked for: no warning
-            "grpc_api": {"enabled": True},
+            "opentelemetry": {"enabled": True},
             "websocket": {"compression": True},
             "channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": True}]},
             "engine": {"redis": {"sentinel_address": ["127.0.0.1:26379"]}},
@@ -409,20 +409,20 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
         "client.concurrency",
         "client.proxy",
         "engine.redis.sentinel_address",
-        "grpc_api",
+        "opentelemetry",
         "websocket.compression",
     ]
     assert all(m == NOT_IMPLEMENTED_WARNING for m, _ in result.warnings)
 
 
 def test_not_implemented_flags_warn(tmp_path: Path) -> None:
-    """The helm chart's --grpc_api.port: accepted, and the warning says it does nothing."""
-    result = load_config(None, {}, {"grpc_api.port": 10000, "uni_grpc.enabled": True})
+    """The helm chart's --uni_grpc.port: accepted, and the warning says it does nothing."""
+    result = load_config(None, {}, {"uni_grpc.port": 11000, "opentelemetry.enabled": True})
     keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
-    assert keys == ["grpc_api", "uni_grpc"]
-    env = {"CENTRIFUGO_GRPC_API_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
+    assert keys == ["opentelemetry", "uni_grpc"]
+    env = {"CENTRIFUGO_UNI_GRPC_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
     result = load_config(None, env)
-    assert result.warnings == [(NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_GRPC_API_ENABLED"})]
+    assert result.warnings == [(NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_UNI_GRPC_ENABLED"})]
 
 
 # ---- precedence -----------------------------------------------------------------------
@@ -618,5 +618,6 @@ def test_readme_lists_what_schema_lists() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     block = module.render()
-    assert "`tls` (refused)" in block and "`grpc_api`" in block
+    assert "`tls_autocert` (refused when enabled)" in block and "`proxies` (refused)" in block
+    assert "`compression`," in block  # warned only
     assert module.current((root / "README.md").read_text()) == block

@@ -26,7 +26,9 @@ class FakeSub:
     ) -> None:
         self.pubs.append((channel, pub, payload))
 
-    def deliver_join_leave(self, channel: str, payload: bytes, client_id: str = "") -> None:
+    def deliver_join_leave(
+        self, channel: str, payload: bytes, client_id: str = "", kind: str = "join"
+    ) -> None:
         self.join_leave.append((channel, payload))
 
 
