@@ -61,7 +61,13 @@ from relay.errors import (
 )
 from relay.protocol.api_requests import PublishRequest
 from relay.protocol.glob import compile_glob
-from relay.protocol.messages import HistoryFilter, Publication, StreamPosition
+from relay.protocol.messages import (
+    ClientInfo,
+    HistoryFilter,
+    HistoryResult,
+    Publication,
+    StreamPosition,
+)
 
 if TYPE_CHECKING:
     from relay.config import ChannelOptions
@@ -287,10 +293,14 @@ class Executor(BatchMixin):
             raise ReplyError(ERROR_NOT_AVAILABLE)
         return channel, opts
 
+    async def read_presence(self, req: ChannelParams) -> dict[str, ClientInfo]:
+        """The channel's presence as stored (each transport writes it its way); 107 without
+        a channel, 102, 108 when the namespace has no presence."""
+        return await self.node.presence(self._presence_options(req))
+
     async def presence(self, req: ChannelParams) -> Result:
-        """``{"presence": {client_id: ClientInfo}}``; 108 when the namespace has no presence."""
-        channel = self._presence_options(req)
-        entries = await self.node.presence(channel)
+        """``{"presence": {client_id: ClientInfo}}``."""
+        entries = await self.read_presence(req)
         return {"presence": {cid: client_info(info) for cid, info in entries.items()}}
 
     async def presence_stats(self, req: ChannelParams) -> Result:
@@ -299,8 +309,9 @@ class Executor(BatchMixin):
         clients, users = await self.node.presence_stats(channel)
         return {"num_clients": clients, "num_users": users}
 
-    async def history(self, req: HistoryParams) -> Result:
-        """Stream read: ``{"publications", "epoch", "offset"}``; 108 without history, 112."""
+    async def read_history(self, req: HistoryParams) -> HistoryResult:
+        """The stream read with publications as stored (each transport writes them its way);
+        108 without history, 112 kept, other engine failures 100."""
         channel, opts = self._history_options(req)
         flt = HistoryFilter(
             since=stream_position(req.get("since")),
@@ -308,11 +319,15 @@ class Executor(BatchMixin):
             reverse=bool(req.get("reverse", False)),
         )
         try:
-            res = await self.node.history(channel, flt, opts.history_meta_ttl)
+            return await self.node.history(channel, flt, opts.history_meta_ttl)
         except ReplyError as exc:
             if exc.error.code == ERROR_UNRECOVERABLE_POSITION.code:
                 raise
             raise ReplyError(ERROR_INTERNAL) from exc
+
+    async def history(self, req: HistoryParams) -> Result:
+        """Stream read: ``{"publications", "epoch", "offset"}``."""
+        res = await self.read_history(req)
         return {
             "publications": [publication(p) for p in res.publications],
             "epoch": res.position.epoch,

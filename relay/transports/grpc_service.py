@@ -36,19 +36,17 @@ from google.protobuf.message import DecodeError, Message
 from relay.api import Executor
 from relay.api.grpc import centrifugo_api_pb2 as pb
 from relay.api.grpc import rpc_status_pb2
-from relay.api.payloads import Result, error_dict, require_channel, stream_position
+from relay.api.payloads import Result, error_dict
 from relay.config.tree import GrpcAPIConfig
 from relay.errors import (
     API_ERROR_NOT_FOUND,
     ERROR_INTERNAL,
-    ERROR_NOT_AVAILABLE,
-    ERROR_UNRECOVERABLE_POSITION,
     Error,
     ReplyError,
 )
 from relay.node import Node
 from relay.protocol.api_requests import publish_request
-from relay.protocol.messages import ClientInfo, HistoryFilter
+from relay.protocol.messages import ClientInfo
 from relay.protocol.schema import API_MESSAGES
 
 __all__ = ["SERVICE", "CentrifugoApiService", "UnknownMethods", "message_params"]
@@ -335,32 +333,13 @@ class CentrifugoApiService:
 
     # ---- presence and history: stored bytes as they are ----------------------------------
     async def _presence(self, params: dict[str, Any]) -> Message:
-        """As ``Executor.presence``: 107 without a channel, 102, 108 without presence."""
-        channel = require_channel(params)
-        if not self.node.rules.resolve(channel).presence:
-            raise ReplyError(ERROR_NOT_AVAILABLE)
-        entries = await self.node.presence(channel)
+        entries = await self.executor.read_presence(params)  # type: ignore[arg-type]
         return pb.PresenceResult(
             presence={cid: _client_info(info) for cid, info in entries.items()}
         )
 
     async def _history(self, params: dict[str, Any]) -> Message:
-        """As ``Executor.history``: 108 without history, 112 kept, other failures 100."""
-        channel = require_channel(params)
-        opts = self.node.rules.resolve(channel)
-        if not opts.history_enabled:
-            raise ReplyError(ERROR_NOT_AVAILABLE)
-        flt = HistoryFilter(
-            since=stream_position(params.get("since")),
-            limit=int(params.get("limit", 0)),
-            reverse=bool(params.get("reverse", False)),
-        )
-        try:
-            res = await self.node.history(channel, flt, opts.history_meta_ttl)
-        except ReplyError as exc:
-            if exc.error.code == ERROR_UNRECOVERABLE_POSITION.code:
-                raise
-            raise ReplyError(ERROR_INTERNAL) from exc
+        res = await self.executor.read_history(params)  # type: ignore[arg-type]
         out = pb.HistoryResult(epoch=res.position.epoch, offset=res.position.offset)
         for p in res.publications:
             item = out.publications.add(data=p.data, offset=p.offset, tags=p.tags or {})
