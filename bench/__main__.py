@@ -1,6 +1,7 @@
 """``python -m bench SCENARIO [options]``; ``python -m bench compare SCENARIO`` = ``--server both``.
 
-Scenarios: batch, latency, fanout, connections, memory, micro, redis, redis-outage, smoke.
+Scenarios: batch, latency, fanout, connections, memory, micro, redis, redis-outage,
+persistence, delta, proxies, smoke.
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ def main(argv: list[str] | None = None) -> int:
         from bench import redis_nodes
 
         return redis_nodes.main(argv[1:])
+    if argv and argv[0] == "persistence":
+        from bench import persistence
+
+        return persistence.main(argv[1:])
+    if argv and argv[0] == "delta":
+        from bench import delta
+
+        return delta.main(argv[1:])
     if argv and argv[0] == "redis-outage":
         from bench import redis_outage
 
         return redis_outage.main(argv[1:])
+    if argv and argv[0] == "proxies":
+        from bench import proxies
+
+        return proxies.main(argv[1:])
     if argv and argv[0] == "smoke":
         from bench import smoke
 

@@ -8,6 +8,9 @@ and take the difference, so start-up is not counted::
     for n in 0 10; do N=$n valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n \\
         .venv/bin/python -m bench.callgrind_batch 2>&1 | grep Collected; done
     # instructions per batch = (Collected(N=10) - Collected(N=0)) / 10
+
+``PERSIST=interval`` (or ``always``, ``none``) runs it with ``engine.memory.persistence``
+on, in a temporary directory (the syscalls are counted as one instruction each).
 """
 
 from __future__ import annotations
@@ -26,8 +29,13 @@ from relay.transports.http_api import encode_batch_result
 
 
 async def main() -> None:
+    config = make_config()
+    if os.environ.get("PERSIST"):  # PERSIST=<sync policy>: engine.memory.persistence on
+        history = tempfile.mkdtemp(prefix="relay-cg-history-")
+        persistence = {"dir": history, "sync": os.environ["PERSIST"]}
+        config["engine"] = {"memory": {"persistence": persistence}}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(make_config(), f)
+        json.dump(config, f)
     server = RelayServer(load_config(f.name, {}).config)
     os.unlink(f.name)
     channels = [f"hist:c{i}" for i in range(100)]

@@ -9,6 +9,9 @@ __all__ = [
     "encode_varint",
     "join_delimited",
     "split_delimited",
+    "FossilError",
+    "fossil_create",
+    "fossil_apply",
 ]
 
 class FrameError(Exception):
@@ -23,6 +26,9 @@ class FrameParser:
 
     @property
     def max_message_size(self) -> int: ...
+    deflate: bool
+    """permessage-deflate negotiated: RSV1 is allowed on a message's first frame and
+    such a message comes out with 0x40 added to its opcode."""
     def __init__(self, max_message_size: int) -> None: ...
     def feed(self, data: bytes) -> list[tuple[int, bytes]]: ...
 
@@ -32,3 +38,9 @@ def frame_messages(opcode: int, messages: list[bytes], delimited: bool) -> bytes
 def encode_varint(n: int) -> bytes: ...
 def join_delimited(messages: list[bytes]) -> bytes: ...
 def split_delimited(data: bytes) -> list[bytes]: ...
+
+class FossilError(ValueError):
+    """A fossil delta that does not apply to the given source."""
+
+def fossil_create(source: bytes, target: bytes) -> bytes: ...
+def fossil_apply(source: bytes, delta: bytes) -> bytes: ...

@@ -16,6 +16,9 @@ __all__ = [
     "encode_varint",
     "join_delimited",
     "split_delimited",
+    "FossilError",
+    "fossil_create",
+    "fossil_apply",
 ]
 
 _MAX_CONTROL = 125
@@ -36,7 +39,7 @@ class FrameError(Exception):
 def build_frame(opcode: int, payload: bytes) -> bytes:
     """Return one unmasked server frame (FIN set) carrying ``payload``."""
     n = len(payload)
-    b0 = 0x80 | (opcode & 0x0F)
+    b0 = 0x80 | (opcode & 0x4F)  # 0x40: RSV1, a compressed message (RFC 7692)
     if n < 126:
         return bytes((b0, n)) + payload
     if n < 0x10000:
@@ -69,13 +72,16 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
-def _check_header(b0: int, b1: int, fragmented: bool) -> None:
-    """Validate the first two header bytes (RFC 6455 §5.2) or raise ``FrameError``."""
-    if b0 & 0x70:
+def _check_header(b0: int, b1: int, fragmented: bool, rsv1: bool) -> None:
+    """Validate the first two header bytes (RFC 6455 §5.2) or raise ``FrameError``.
+
+    ``rsv1``: permessage-deflate was negotiated, RSV1 may mark a message's first frame
+    (RFC 7692 §6)."""
+    opcode = b0 & 0x0F
+    if b0 & 0x70 and not (rsv1 and (b0 & 0x70) == 0x40 and 1 <= opcode <= 2):
         raise FrameError(1002, "reserved bits set")
     if not b1 & 0x80:
         raise FrameError(1002, "unmasked client frame")
-    opcode = b0 & 0x0F
     if opcode >= 8:
         if opcode > 10:
             raise FrameError(1002, "unknown opcode")
@@ -98,6 +104,8 @@ class FrameParser:
 
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
+        #: permessage-deflate negotiated: RSV1 marks compressed messages (0x40 in opcode)
+        self.deflate = False
         self._buf = bytearray()
         self._frag_opcode = 0
         self._frag_parts: list[bytes] = []
@@ -124,7 +132,7 @@ class FrameParser:
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
-            _check_header(b0, b1, self._frag_opcode != 0)
+            _check_header(b0, b1, self._frag_opcode != 0, self.deflate)
             length = b1 & 0x7F
             head = pos + 2
             if length == 126:
@@ -146,18 +154,21 @@ class FrameParser:
                 break
             payload = _unmask(bytes(buf[head + 4 : head + 4 + length]), bytes(buf[head : head + 4]))
             pos = head + 4 + length
-            self._deliver(b0 & 0x80, opcode, payload, out)
+            self._deliver(b0 & 0x80, opcode, b0 & 0x40, payload, out)
         return pos
 
-    def _deliver(self, fin: int, opcode: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
-        """Route one unmasked frame: control, whole message or fragment."""
+    def _deliver(
+        self, fin: int, opcode: int, rsv1: int, payload: bytes, out: list[tuple[int, bytes]]
+    ) -> None:
+        """Route one unmasked frame: control, whole message or fragment (a compressed
+        message's opcode carries RSV1, 0x40)."""
         if opcode >= 8:
             out.append((opcode, payload))
         elif opcode:
             if fin:
-                out.append((opcode, payload))
+                out.append((opcode | rsv1, payload))
             else:
-                self._frag_opcode = opcode
+                self._frag_opcode = opcode | rsv1
                 self._frag_parts = [payload]
                 self._frag_size = len(payload)
         else:
@@ -223,3 +234,213 @@ def split_delimited(data: bytes) -> list[bytes]:
         out.append(bytes(data[pos : pos + n]))
         pos += n
     return out
+
+
+# ---- fossil delta ------------------------------------------------------------------------
+# The delta format of Fossil SCM (www/delta_format.wiki) as Centrifugo produces it with
+# github.com/shadowspore/fossil-delta (centrifuge hub.go ``getDeltaPub``): "<target
+# length>\n", then "<n>@<offset>," copies from the source and "<n>:<bytes>" literals,
+# then "<checksum>;". Integers are base-64 digits, most significant first.
+
+_NHASH = 16
+_DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
+_DIGIT_VALUE = {c: i for i, c in enumerate(_DIGITS)}
+
+
+class FossilError(ValueError):
+    """A fossil delta that does not apply to the given source."""
+
+
+def _put_int(out: bytearray, v: int) -> None:
+    if v == 0:
+        out.append(48)
+        return
+    digits = bytearray()
+    while v > 0:
+        digits.append(_DIGITS[v & 0x3F])
+        v >>= 6
+    digits.reverse()
+    out += digits
+
+
+def _digit_count(v: int) -> int:
+    i = 1
+    x = 64
+    while v >= x:
+        i += 1
+        x <<= 6
+    return i
+
+
+def _checksum(data: bytes) -> int:
+    """Sum of the big-endian 32-bit words of ``data`` (the tail padded with zeros)."""
+    n = len(data)
+    whole = n - n % 4
+    total = sum(int.from_bytes(data[i : i + 4], "big") for i in range(0, whole, 4))
+    if whole < n:
+        total += int.from_bytes(data[whole:] + b"\0" * (4 - (n - whole)), "big")
+    return total & 0xFFFFFFFF
+
+
+def _hash_at(z: bytes, pos: int) -> tuple[int, int]:
+    a = b = 0
+    for i in range(_NHASH):
+        x = z[pos + i]
+        a = (a + x) & 0xFFFF
+        b = (b + (_NHASH - i) * x) & 0xFFFF
+    return a, b
+
+
+def fossil_create(source: bytes, target: bytes) -> bytes:
+    """The fossil delta that turns ``source`` into ``target``."""
+    len_out = len(target)
+    len_src = len(source)
+    out = bytearray()
+    _put_int(out, len_out)
+    out.append(10)
+    if len_src <= _NHASH:
+        _put_int(out, len_out)
+        out.append(58)
+        out += target
+        _put_int(out, _checksum(target))
+        out.append(59)
+        return bytes(out)
+    n_hash = len_src // _NHASH
+    collide = [-1] * n_hash
+    landmark = [-1] * n_hash
+    for i in range(0, len_src - _NHASH, _NHASH):
+        a, b = _hash_at(source, i)
+        hv = (a | b << 16) % n_hash
+        collide[i // _NHASH] = landmark[hv]
+        landmark[hv] = i // _NHASH
+    base = 0
+    while base + _NHASH < len_out:
+        best_ofst = best_litsz = best_cnt = 0
+        a, b = _hash_at(target, base)
+        window = bytearray(target[base : base + _NHASH])
+        wi = 0
+        i = 0
+        while True:
+            limit = 250
+            hv = (a | b << 16) % n_hash
+            block = landmark[hv]
+            while block >= 0:
+                limit -= 1
+                if limit <= 0:
+                    break
+                src = block * _NHASH
+                x = src
+                y = base + i
+                j = 0
+                while x < len_src and y < len_out and source[x] == target[y]:
+                    x += 1
+                    y += 1
+                    j += 1
+                j -= 1
+                k = 1
+                while k < src and k <= i and source[src - k] == target[base + i - k]:
+                    k += 1
+                k -= 1
+                ofst = src - k
+                cnt = j + k + 1
+                litsz = i - k
+                sz = _digit_count(i - k) + _digit_count(cnt) + _digit_count(ofst) + 3
+                if cnt >= sz and cnt > best_cnt:
+                    best_cnt = cnt
+                    best_ofst = ofst
+                    best_litsz = litsz
+                block = collide[block]
+            if best_cnt > 0:
+                if best_litsz > 0:
+                    _put_int(out, best_litsz)
+                    out.append(58)
+                    out += target[base : base + best_litsz]
+                    base += best_litsz
+                base += best_cnt
+                _put_int(out, best_cnt)
+                out.append(64)
+                _put_int(out, best_ofst)
+                out.append(44)
+                break
+            if base + i + _NHASH >= len_out:
+                _put_int(out, len_out - base)
+                out.append(58)
+                out += target[base:len_out]
+                base = len_out
+                break
+            # roll the hash one byte forward
+            c = target[base + i + _NHASH]
+            old = window[wi]
+            window[wi] = c
+            wi = (wi + 1) & (_NHASH - 1)
+            a = (a - old + c) & 0xFFFF
+            b = (b - _NHASH * old + a) & 0xFFFF
+            i += 1
+    if base < len_out:
+        _put_int(out, len_out - base)
+        out.append(58)
+        out += target[base:len_out]
+    _put_int(out, _checksum(target))
+    out.append(59)
+    return bytes(out)
+
+
+def _get_int(delta: bytes, pos: int) -> tuple[int, int]:
+    v = 0
+    n = len(delta)
+    start = pos
+    while pos < n:
+        d = _DIGIT_VALUE.get(delta[pos])
+        if d is None:
+            break
+        v = (v << 6) + d
+        pos += 1
+    if pos == start:
+        raise FossilError("bad delta integer")
+    return v & 0xFFFFFFFF, pos
+
+
+def fossil_apply(source: bytes, delta: bytes) -> bytes:
+    """Apply a fossil ``delta`` to ``source`` (FossilError when it does not fit)."""
+    limit, pos = _get_int(delta, 0)
+    n = len(delta)
+    if pos >= n or delta[pos] != 10:
+        raise FossilError("size integer not terminated by '\\n'")
+    pos += 1
+    out = bytearray()
+    total = 0
+    while pos < n:
+        cnt, pos = _get_int(delta, pos)
+        if pos >= n:
+            raise FossilError("unterminated delta")
+        op = delta[pos]
+        pos += 1
+        if op == 64:  # '@'
+            ofst, pos = _get_int(delta, pos)
+            if pos >= n or delta[pos] != 44:
+                raise FossilError("copy command not terminated by ','")
+            pos += 1
+            total += cnt
+            if total > limit:
+                raise FossilError("copy exceeds output file size")
+            if ofst + cnt > len(source):
+                raise FossilError("copy extends past end of input")
+            out += source[ofst : ofst + cnt]
+        elif op == 58:  # ':'
+            total += cnt
+            if total > limit:
+                raise FossilError("insert command gives an output larger than predicted")
+            if pos + cnt > n:
+                raise FossilError("insert count exceeds size of delta")
+            out += delta[pos : pos + cnt]
+            pos += cnt
+        elif op == 59:  # ';'
+            result = bytes(out)
+            if cnt != _checksum(result):
+                raise FossilError("bad checksum")
+            if total != limit:
+                raise FossilError("generated size does not match predicted size")
+            return result
+        else:
+            raise FossilError("unknown delta operator")
+    raise FossilError("unterminated delta")

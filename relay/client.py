@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relay import subscriptions
@@ -40,7 +40,7 @@ from relay.errors import (
     ReplyError,
     Unsubscribe,
 )
-from relay.handlers import HANDLERS
+from relay.handlers import HANDLERS, server_refresh, server_sub_refresh
 from relay.protocol.channels import Override
 from relay.protocol.codecs import Codec
 from relay.protocol.messages import ClientInfo, Publication, StreamPosition
@@ -79,8 +79,23 @@ class ClientTransport(Protocol):
 class Client:
     """A connection's protocol logic (centrifuge's ``Client``)."""
 
-    def __init__(self, node: Node, transport: ClientTransport, codec: Codec) -> None:
+    #: set by the uni-directional transports (``transports/uni.py``): no pong is expected
+    unidirectional = False
+    #: fields the emulation and uni transports add to the connect result (session, node)
+    connect_extra: Result | None = None
+
+    def __init__(
+        self,
+        node: Node,
+        transport: ClientTransport,
+        codec: Codec,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.node = node
+        #: the upgrade request's headers that a proxy forwards (``Proxies.header_names``)
+        self.headers = headers or {}
+        #: the connection's meta (token or connect proxy), for ``include_connection_meta``
+        self.meta: bytes | None = None
         self.ctx = node.client_context
         self.transport = transport
         self.codec = codec
@@ -214,7 +229,8 @@ class Client:
             data = self.codec.encode_reply({"push": push})
             self.transport.write_message(data)
             kind = next((k for k in push if k != "channel"), "")
-            self.node.metrics.frames_sent(PUSH_FRAME_TYPES.get(kind, "push_" + kind), 1, len(data))
+            frame_type = PUSH_FRAME_TYPES.get(kind, "push_" + kind)
+            self.node.metrics.frames_sent(frame_type, 1, len(data), self.transport.name)
 
     def pub_dict(self, pub: Publication) -> Result:
         if self.codec.name == "json" and not pub.data_json:
@@ -246,6 +262,30 @@ class Client:
             sub.offset = pub.offset
         self.transport.write_message(payload)
 
+    def deliver_delta(
+        self, channel: str, pub: Publication, full: bytes, delta: bytes, epoch: str = ""
+    ) -> None:
+        """A fossil-delta subscription's publication: ``full`` until one went out, then
+        ``delta`` if the subscription is positioned (centrifuge client.go
+        ``writePublicationUpdatePosition``: others get full data, there is no base)."""
+        sub = self.subs.get(channel)
+        if sub is None or self.closed:
+            return
+        if sub.state is SubState.PENDING:
+            sub.pending.append((pub, full, epoch))
+            return
+        ready = sub.delta_ready and sub.features.positioned and pub.offset
+        # the position check of deliver_publication, repeated: that one is the hot path
+        if sub.features.positioned and pub.offset:
+            verdict = next_publication(sub.offset, sub.epoch, pub.offset, epoch)
+            if verdict is not DELIVER:
+                if verdict is GAP:
+                    self._insufficient_state(sub)
+                return
+            sub.offset = pub.offset
+        self.transport.write_message(delta if ready else full)
+        sub.delta_ready = True
+
     def deliver_join_leave(
         self, channel: str, payload: bytes, client_id: str = "", kind: str = "join"
     ) -> None:
@@ -256,7 +296,7 @@ class Client:
             if not self.closed:
                 self.transport.write_message(payload)
                 frame_type = PUSH_FRAME_TYPES.get(kind, "push_" + kind)
-                self.node.metrics.frames_sent(frame_type, 1, len(payload))
+                self.node.metrics.frames_sent(frame_type, 1, len(payload), self.transport.name)
 
     def stream_lost(self, channel: str) -> None:
         """The channel's stream is gone (owner restarted): positioned subs must resync."""
@@ -283,8 +323,24 @@ class Client:
             self.disconnect(DISCONNECT_STALE)
 
     def on_expire(self) -> None:
-        if self.exp is not None and self.exp <= self.timers.now():
+        if self.exp is None or self.closed:
+            return
+        proxies = self.node.proxies
+        if proxies is not None and proxies.refresh is not None:
+            self._spawn(server_refresh(self), "refresh")
+        elif self.exp <= self.timers.now():
             self.disconnect(DISCONNECT_EXPIRED)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` beside the command queue; a bug in it is logged, never lost."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("%s of client %s failed", what, self.uid)
+
+        self._loop.create_task(run())
 
     def on_ping(self) -> None:
         cfg = self.ctx.session.client
@@ -292,17 +348,23 @@ class Client:
         self.transport.write_message(ping)
         self.node.metrics.frames_sent("server_ping", 1, len(ping), self.transport.name)
         self._ping_sent = time.perf_counter()
-        if cfg.pong_timeout > 0:
+        if cfg.pong_timeout > 0 and not self.unidirectional:
             self.session.ping_sent()
             self.timers.set("pong", cfg.pong_timeout, lambda: self.disconnect(DISCONNECT_NO_PONG))
         self.timers.set("ping", cfg.ping_interval, self.on_ping)
 
     # ---- subscribe, unsubscribe ---------------------------------------------------------
-    def sub_expired(self, sub: Subscription) -> None:
-        if self.subs.get(sub.channel) is not sub or sub.expire_at is None:
+    def sub_expired(self, sub: Subscription, force: bool = False) -> None:
+        """``sub`` reached its expiry (plus the close delay): end it, or ask its
+        sub_refresh proxy first; ``force``: the proxy said expired."""
+        if self.subs.get(sub.channel) is not sub or self.closed:
             return
-        if sub.expire_at > self.timers.now():
-            return
+        if not force:
+            if sub.expire_at is None or sub.expire_at > self.timers.now():
+                return
+            if sub.server_refresh:
+                self._spawn(server_sub_refresh(self, sub), "sub_refresh")
+                return
         if sub.server_side:
             self.disconnect(DISCONNECT_SUB_EXPIRED)
         else:

@@ -20,6 +20,9 @@ __all__ = [
     "encode_varint",
     "join_delimited",
     "split_delimited",
+    "FossilError",
+    "fossil_create",
+    "fossil_apply",
 ]
 
 NO_EXTENSIONS = os.environ.get("RELAY_NO_EXTENSIONS", "") not in ("", "0")
@@ -30,11 +33,14 @@ IMPLEMENTATION: Literal["cython", "python"]
 
 if TYPE_CHECKING:
     from relay._fastpath import (
+        FossilError,
         FrameError,
         FrameParser,
         build_close_frame,
         build_frame,
         encode_varint,
+        fossil_apply,
+        fossil_create,
         frame_messages,
         join_delimited,
         split_delimited,
@@ -46,11 +52,14 @@ else:
         if NO_EXTENSIONS:
             raise ImportError("extensions disabled")
         from relay._fastpath import (
+            FossilError,
             FrameError,
             FrameParser,
             build_close_frame,
             build_frame,
             encode_varint,
+            fossil_apply,
+            fossil_create,
             frame_messages,
             join_delimited,
             split_delimited,
@@ -59,11 +68,14 @@ else:
         IMPLEMENTATION = "cython"
     except ImportError:
         from relay._fastpath_py import (
+            FossilError,
             FrameError,
             FrameParser,
             build_close_frame,
             build_frame,
             encode_varint,
+            fossil_apply,
+            fossil_create,
             frame_messages,
             join_delimited,
             split_delimited,

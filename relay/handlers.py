@@ -13,16 +13,19 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from relay import subscriptions
+from relay import proxied, subscriptions
 from relay.errors import (
+    DISCONNECT_BAD_REQUEST,
     DISCONNECT_CONNECTION_CLOSED,
     DISCONNECT_NOT_AVAILABLE,
     ERROR_EXPIRED,
+    ERROR_METHOD_NOT_FOUND,
     ERROR_NOT_AVAILABLE,
     DisconnectError,
     ReplyError,
 )
 from relay.protocol import commands as cmd
+from relay.protocol import json_codec
 from relay.protocol.codecs import Codec
 from relay.protocol.messages import Publication
 from relay.protocol.session import Session
@@ -45,6 +48,9 @@ class CommandClient(SubscriptionOwner, Protocol):
     name: str
     version: str
     after_reply: list[Callable[[], Any]]
+    connect_extra: Result | None
+    meta: bytes | None
+    headers: dict[str, str]
 
     @property
     def transport_name(self) -> str: ...
@@ -67,6 +73,10 @@ async def _fetched(client: CommandClient, key: Awaitable[None]) -> None:
 async def connect(client: CommandClient, req: Request) -> Result:
     if (key := client.ctx.connect_key(req.get("token"))) is not None:
         await _fetched(client, key)
+    proxies = client.node.proxies
+    via_proxy = None
+    if proxies is not None and proxies.connect is not None and not req.get("token"):
+        via_proxy = await proxied.connect(client, proxies.connect, req)
     plan = cmd.plan_connect(
         req,
         client.ctx.session,
@@ -75,8 +85,12 @@ async def connect(client: CommandClient, req: Request) -> Result:
         verify=client.ctx.verify_connect,
         connections_of=client.node.hub.num_user_connections,
         jitter=random.uniform,
+        proxied=via_proxy.claims if via_proxy is not None else None,
+        data=via_proxy.data if via_proxy is not None else None,
+        server_refresh=proxies is not None and proxies.refresh is not None,
     )
     client.user, client.conn_info, client.exp = plan.user, plan.conn_info, plan.exp
+    client.meta = plan.meta
     client.name, client.version = plan.name, plan.version
     client.session.connected()
     client.timers.cancel("stale")
@@ -87,6 +101,8 @@ async def connect(client: CommandClient, req: Request) -> Result:
     if plan.ping_in is not None:
         client.timers.set("ping", plan.ping_in, client.on_ping)
     result = plan.result
+    if client.connect_extra:
+        result.update(client.connect_extra)  # session/node of emulation and uni transports
     subs = await _connect_subscriptions(client, plan.wanted, req.get("subs") or {})
     if subs:
         result["subs"] = subs
@@ -131,6 +147,25 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
         verify=client.ctx.verify_subscribe,
         now=client.timers.now(),
     )
+    proxies = client.node.proxies
+    if plan.via_proxy:
+        proxy = proxies.channel_proxy("subscribe", plan.opts) if proxies else None
+        if proxy is None:
+            raise ReplyError(ERROR_NOT_AVAILABLE)
+        answer = await proxied.subscribe(client, proxy, plan.channel, req)
+        plan = cmd.proxied_subscribe(
+            plan,
+            client.ctx.session,
+            user=client.user,
+            info=answer.info,
+            data=answer.data,
+            override=answer.override,
+            expire_at=answer.expire_at,
+            now=client.timers.now(),
+        )
+    server_refresh = (
+        proxies is not None and proxies.channel_proxy("sub_refresh", plan.opts) is not None
+    )
     result, sub = await subscriptions.subscribe(
         client,
         plan.channel,
@@ -139,6 +174,7 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
         req,
         chan_info=plan.chan_info,
         expire_at=plan.expire_at,
+        server_refresh=server_refresh,
     )
     if plan.data:
         result["data"] = plan.data
@@ -160,8 +196,22 @@ async def publish(client: CommandClient, req: Request) -> Result:
         subscribed=client.subs,
         json_client=client.codec.name == "json",
     )
-    pub = Publication(data, info=client.client_info(client.subs.get(ch)), data_json=data_json)
-    await client.node.publish(ch, pub, opts)
+    skip_history, idempotency_key = False, ""
+    if opts.publish_proxy_enabled:  # before the publication goes to the channel's owner
+        proxies = client.node.proxies
+        proxy = proxies.channel_proxy("publish", opts) if proxies else None
+        if proxy is None:
+            raise ReplyError(ERROR_NOT_AVAILABLE)
+        answer = await proxied.publish(client, proxy, ch, data)
+        if answer.data is not data:
+            data, data_json = answer.data, json_codec.is_json(answer.data)
+        skip_history, idempotency_key = answer.skip_history, answer.idempotency_key
+    info = client.client_info(client.subs.get(ch))
+    # centrifugo internal/client/handler.go OnPublish: WithDelta(chOpts.DeltaPublish)
+    pub = Publication(data, info=info, data_json=data_json, delta=opts.delta_publish)
+    await client.node.publish(
+        ch, pub, opts, skip_history=skip_history, idempotency_key=idempotency_key
+    )
     return {}
 
 
@@ -188,7 +238,14 @@ async def history(client: CommandClient, req: Request) -> Result:
 
 
 async def rpc(client: CommandClient, req: Request) -> Result:
-    raise ReplyError(ERROR_NOT_AVAILABLE)  # Centrifugo OSS without an RPC proxy: 108
+    ping = client.node.config.rpc.ping
+    if ping.enabled and req.get("method", "") == ping.method:
+        return {}  # the built-in ping method
+    proxies = client.node.proxies
+    if proxies is None or not proxies.by_kind["rpc"]:
+        # no RPC proxy: 108 (Centrifugo has no RPC handler), 104 beside the ping method
+        raise ReplyError(ERROR_METHOD_NOT_FOUND if ping.enabled else ERROR_NOT_AVAILABLE)
+    return await proxied.rpc(client, req)
 
 
 async def send(client: CommandClient, req: Request) -> Result:
@@ -197,6 +254,9 @@ async def send(client: CommandClient, req: Request) -> Result:
 
 # ---- refresh, sub_refresh ---------------------------------------------------------------
 async def refresh(client: CommandClient, req: Request) -> Result:
+    proxies = client.node.proxies
+    if proxies is not None and proxies.refresh is not None:
+        raise DisconnectError(DISCONNECT_BAD_REQUEST)  # server-side refresh expected
     if (key := client.ctx.connect_key(req.get("token"))) is not None:
         await _fetched(client, key)
     plan = cmd.plan_refresh(
@@ -215,6 +275,9 @@ async def refresh(client: CommandClient, req: Request) -> Result:
 
 
 async def sub_refresh(client: CommandClient, req: Request) -> Result:
+    current = client.subs.get(req.get("channel", ""))
+    if current is not None and current.server_refresh:
+        raise DisconnectError(DISCONNECT_BAD_REQUEST)  # server-side sub refresh expected
     if (key := client.ctx.subscribe_key(req.get("token"))) is not None:
         await _fetched(client, key)
     ch, plan = cmd.plan_sub_refresh(
@@ -237,6 +300,27 @@ async def sub_refresh(client: CommandClient, req: Request) -> Result:
     else:
         client.timers.set("sub:" + ch, plan.expire_in, lambda: client.sub_expired(sub))
     return plan.result
+
+
+async def server_refresh(client: CommandClient) -> None:
+    """The connection expired and a refresh proxy is on: ask it (``proxied.refresh``)."""
+    await proxied.refresh(client)
+
+
+async def server_sub_refresh(client: CommandClient, sub: subscriptions.Subscription) -> None:
+    """A server-refreshed subscription expired: ask its sub_refresh proxy; expired ends it
+    as an expired subscription does."""
+    proxies = client.node.proxies
+    opts = client.ctx.session.rules.resolve(sub.channel)
+    proxy = proxies.channel_proxy("sub_refresh", opts) if proxies else None
+    if proxy is None or not await proxied.sub_refresh(client, sub, proxy):
+        client.sub_expired(sub, force=True)
+        return
+    if client.subs.get(sub.channel) is sub and sub.expire_at is not None:
+        delay = client.ctx.session.client.expired_sub_close_delay
+        client.timers.at(
+            "sub:" + sub.channel, sub.expire_at, delay, lambda: client.sub_expired(sub)
+        )
 
 
 Handler = Callable[[CommandClient, Request], Awaitable[Result]]

@@ -18,6 +18,7 @@ from typing import Protocol
 from relay.errors import UNSUBSCRIBE_SERVER, Disconnect, Unsubscribe
 from relay.protocol.channels import Override
 from relay.protocol.codecs import Codec
+from relay.protocol.delta import delta_payloads
 from relay.protocol.messages import ClientInfo, Publication, StreamPosition
 
 __all__ = ["Subscriber", "Connection", "Hub"]
@@ -29,10 +30,19 @@ class Subscriber(Protocol):
     uid: str
     codec: Codec
 
+    @property
+    def transport_name(self) -> str:
+        """``websocket``, ``sse``, ``uni_http_stream``... (the metrics' label)."""
+
     def deliver_publication(
         self, channel: str, pub: Publication, payload: bytes | None, epoch: str
     ) -> None:
         """Queue an encoded ``pub`` push (``None``: cannot be encoded for this client)."""
+
+    def deliver_delta(
+        self, channel: str, pub: Publication, full: bytes, delta: bytes, epoch: str
+    ) -> None:
+        """Queue ``pub`` to a delta subscription: its ``full`` or its ``delta`` push."""
 
     def deliver_join_leave(
         self, channel: str, payload: bytes, client_id: str = "", kind: str = "join"
@@ -87,6 +97,11 @@ class Hub:
         self.clients: dict[str, Connection] = {}
         self.users: dict[str, set[str]] = {}
         self.last_push_size = 0
+        #: channel -> client ids of its fossil-delta subscriptions on this worker, and the
+        #: last publication (and epoch) the channel delivered, the base of the next delta
+        self._other_transports: dict[str, dict[str, int]] = {}
+        self._delta: dict[str, set[str]] = {}
+        self._last: dict[str, tuple[Publication, str]] = {}
 
     # ---- connections --------------------------------------------------------------------
     def open(self, conn: Connection) -> None:
@@ -133,6 +148,9 @@ class Hub:
         first = subs is None
         if subs is None:
             subs = self._channels[channel] = {}
+        if sub.uid not in subs and sub.transport_name != "websocket":
+            counts = self._other_transports.setdefault(channel, {})
+            counts[sub.transport_name] = counts.get(sub.transport_name, 0) + 1
         subs[sub.uid] = sub
         return first
 
@@ -144,10 +162,50 @@ class Hub:
         subs = self._channels.get(channel)
         if subs is None or subs.pop(sub.uid, None) is None:
             return False
+        if sub.transport_name != "websocket":
+            self._forget_transport(channel, sub.transport_name)
+        if self._delta:
+            self.set_delta(channel, sub, False)
         if not subs:
             del self._channels[channel]
             return True
         return False
+
+    def _forget_transport(self, channel: str, name: str) -> None:
+        counts = self._other_transports.get(channel)
+        if counts is not None and name in counts:
+            counts[name] -= 1
+            if counts[name] <= 0:
+                del counts[name]
+            if not counts:
+                del self._other_transports[channel]
+
+    def other_transports(self, channel: str) -> dict[str, int] | None:
+        """Local subscribers of ``channel`` by transport, WebSocket left out (None: all
+        are WebSocket): the metrics' ``transport`` label of their publication frames."""
+        return self._other_transports.get(channel)
+
+    def set_delta(self, channel: str, sub: Subscriber, on: bool) -> None:
+        """Mark ``sub``'s subscription to ``channel`` as a fossil-delta one (or not)."""
+        uids = self._delta.get(channel)
+        if on:
+            if uids is None:
+                uids = self._delta[channel] = set()
+            uids.add(sub.uid)
+        elif uids is not None:
+            uids.discard(sub.uid)
+            if not uids:
+                del self._delta[channel]
+                self._last.pop(channel, None)
+
+    def seed_delta_base(self, channel: str, pub: Publication, epoch: str) -> None:
+        """A recovered delta subscription's last publication is the base of the next
+        delta unless this worker has delivered a newer one meanwhile."""
+        if channel not in self._delta:
+            return
+        last = self._last.get(channel)
+        if last is None or last[1] != epoch or last[0].offset < pub.offset:
+            self._last[channel] = (pub, epoch)
 
     def has(self, channel: str) -> bool:
         return channel in self._channels
@@ -178,6 +236,8 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
+        if self._delta and channel in self._delta:
+            return self._broadcast_delta(channel, subs, pub, epoch)
         encoded: dict[str, bytes | None] = {}
         for sub in tuple(subs.values()):
             codec = sub.codec
@@ -186,6 +246,46 @@ class Hub:
                 binary_to_json = codec.name == "json" and not pub.data_json
                 payload = None if binary_to_json else codec.encode_pub_push(channel, pub)
                 encoded[codec.name] = payload
+                if payload is not None:
+                    self.last_push_size = len(payload)
+            sub.deliver_publication(channel, pub, payload, epoch)
+        return len(subs)
+
+    def _broadcast_delta(
+        self, channel: str, subs: dict[str, Subscriber], pub: Publication, epoch: str
+    ) -> int:
+        """``broadcast_publication`` for a channel with delta subscriptions here.
+
+        The delta base is the channel's previous publication, as centrifuge's brokers
+        provide it (``prevPub``: the stream's last publication, read only for a publish
+        with ``delta``): here the one this worker delivered last, used when its offset
+        is the one right before (same epoch), so every positioned subscriber has it.
+        Full and delta pushes are encoded once per codec (hub.go ``broadcastPublication``).
+        """
+        last = self._last.get(channel)
+        self._last[channel] = (pub, epoch)
+        base = None
+        if pub.delta and pub.offset and last is not None:
+            prev, prev_epoch = last
+            if prev.offset == pub.offset - 1 and prev_epoch == epoch:
+                base = prev
+        delta_uids = self._delta[channel]
+        encoded: dict[str, bytes | None] = {}
+        prepared: dict[str, tuple[bytes, bytes]] = {}
+        for sub in tuple(subs.values()):
+            name = sub.codec.name
+            if sub.uid in delta_uids:
+                pair = prepared.get(name)
+                if pair is None:
+                    pair = prepared[name] = delta_payloads(name, channel, pub, base)
+                    self.last_push_size = len(pair[0])
+                sub.deliver_delta(channel, pub, pair[0], pair[1], epoch)
+                continue
+            payload = encoded.get(name, b"")
+            if payload == b"":
+                binary_to_json = name == "json" and not pub.data_json
+                payload = None if binary_to_json else sub.codec.encode_pub_push(channel, pub)
+                encoded[name] = payload
                 if payload is not None:
                     self.last_push_size = len(payload)
             sub.deliver_publication(channel, pub, payload, epoch)

@@ -35,6 +35,7 @@ from relay.protocol.messages import (
     Publication,
     StreamPosition,
 )
+from relay.proxy import Proxies
 
 __all__ = ["Node"]
 
@@ -71,6 +72,8 @@ class Node:
             self.conn_verifier,
             self.sub_verifier,
         )
+        #: the backend proxies (``relay/proxy/``), set by the server when any is configured
+        self.proxies: Proxies | None = None
         self.shutting_down = False
         self.link: ClusterLink | None = None
         self._broker_lost: set[str] = set()
@@ -82,7 +85,8 @@ class Node:
         started = time.perf_counter()
         n = self.hub.broadcast_publication(channel, pub, sp.epoch)
         seconds = time.perf_counter() - started
-        self.metrics.publication_delivered(n, self.hub.last_push_size, seconds)
+        others = self.hub.other_transports(channel)
+        self.metrics.publication_delivered(n, self.hub.last_push_size, seconds, others)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.metrics.message_received("join")
@@ -213,6 +217,8 @@ class Node:
             client.disconnect(disconnect)
         await asyncio.sleep(0)
         await self.client_context.jwks.close()
+        if self.proxies is not None:
+            await self.proxies.close()
         await self.engine.close()
 
     def channels(self) -> Iterable[str]:

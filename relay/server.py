@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import time
@@ -27,10 +28,12 @@ from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine
 from relay.metrics import Metrics
 from relay.node import Node
-from relay.transports import admin, http_api, ports, swagger, tls, ws_fallback
+from relay.proxy import Proxies, uses_proxies
+from relay.transports import admin, emulation, http_api, ports, swagger, tls, uni, ws_fallback
 from relay.transports.grpc_api import GrpcAPI
 from relay.transports.http_log import http_logger
 from relay.transports.ports import WEBSOCKET
+from relay.transports.uni_grpc import UniGrpc
 from relay.transports.websocket import Gateway, GatewayContext
 
 if TYPE_CHECKING:
@@ -42,12 +45,19 @@ __all__ = ["RelayServer"]
 log = logging.getLogger("relay.server")
 
 
-def build_app(node: Node, executor: Executor, handlers: frozenset[str]) -> web.Application:
-    """The aiohttp application of one listener, serving the endpoints in ``handlers``."""
+def build_app(
+    node: Node, executor: Executor, handlers: frozenset[str], workers: int = 1
+) -> web.Application:
+    """The aiohttp application of one listener, serving the endpoints in ``handlers``
+    (``workers``: the node's, for the per-worker share of the connection limits)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     http_api.setup(app, node, executor, handlers)
     if WEBSOCKET in handlers:
         ws_fallback.setup(app, node)
+    if handlers & {ports.SSE, ports.HTTP_STREAM, ports.EMULATION}:
+        emulation.setup(app, node, handlers, workers)
+    if handlers & {ports.UNI_WEBSOCKET, ports.UNI_SSE, ports.UNI_HTTP_STREAM}:
+        uni.setup(app, node, handlers, workers)
     if ports.SWAGGER in handlers:
         swagger.setup(app, node)
     if ports.ADMIN in handlers:
@@ -60,6 +70,25 @@ def _tls_context(config: Config, listener: ports.Listener) -> ssl.SSLContext | N
         return None
     internal = not listener.external and config.http_server.internal_tls.enabled
     return tls.server_context(listener.tls, f"http_server.{'internal_tls' if internal else 'tls'}")
+
+
+def _memory_engine(config: Config, cluster: WorkerSpec | None) -> MemoryEngine:
+    """The worker's memory engine; with ``engine.memory.persistence.dir`` its streams are
+    replayed from and written to ``<dir>/worker-<id>/`` (``engines/persistent.py``)."""
+    persistence = config.engine.memory.persistence
+    if not persistence.dir:
+        return MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+    from relay.engines.persistent import PersistentMemoryEngine
+    from relay.engines.store import StreamStore, claim_layout
+
+    worker, workers = (cluster.id, cluster.workers) if cluster is not None else (0, 1)
+    root = claim_layout(persistence.dir, workers)
+    store = StreamStore(
+        os.path.join(root, f"worker-{worker}"),
+        persistence.sync,
+        persistence.sync_interval,
+    )
+    return PersistentMemoryEngine(store, default_meta_ttl=config.channel.history_meta_ttl)
 
 
 class RelayServer:
@@ -79,11 +108,16 @@ class RelayServer:
         self.engine = self._build_engine(config, cluster, worker_key)
         self.node = Node(config, self.engine, self.metrics)
         self.node.uid = node_uid
+        if uses_proxies(config):
+            self.node.proxies = Proxies(config, self.metrics, tls.client_context)
         self.metrics.build.labels(version=self.node.version).set(1)
         self.executor = Executor(self.node)
         #: What each listening address serves (``transports/ports.py``), external first.
         self.listeners = ports.plan(config)
-        self.apps = [build_app(self.node, self.executor, lst.handlers) for lst in self.listeners]
+        workers = cluster.workers if cluster is not None else 1
+        self.apps = [
+            build_app(self.node, self.executor, lst.handlers, workers) for lst in self.listeners
+        ]
         self._runners: list[web.AppRunner] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._contexts: list[GatewayContext] = []
@@ -92,6 +126,8 @@ class RelayServer:
         self.ports: list[int] = [0] * len(self.listeners)
         #: ``grpc_api``: every worker serves it on the same port (SO_REUSEPORT).
         self.grpc_api = GrpcAPI(self.node, self.executor) if config.grpc_api.enabled else None
+        #: ``uni_grpc``: the same, on its own port.
+        self.uni_grpc = UniGrpc(self.node) if config.uni_grpc.enabled else None
 
     @property
     def app(self) -> web.Application:
@@ -132,6 +168,9 @@ class RelayServer:
         if self.grpc_api is not None:
             self.grpc_api.announce = self.cluster is None or self.cluster.id == 0
             await self.grpc_api.start()
+        if self.uni_grpc is not None:
+            self.uni_grpc.announce = self.cluster is None or self.cluster.id == 0
+            await self.uni_grpc.start()
         self._housekeeping = loop.create_task(self._run_housekeeping())
         if not listen:
             return
@@ -167,7 +206,7 @@ class RelayServer:
             redis = RedisEngine(config.engine.redis, config.channel.history_meta_ttl, worker_key)
             self.link = RedisLink(redis, worker_key)
             return redis
-        memory = MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
+        memory = _memory_engine(config, cluster)
         if cluster is None or cluster.workers <= 1:
             return memory
         from relay.cluster.bus import Bus
@@ -233,6 +272,8 @@ class RelayServer:
             server.close()
         if self.grpc_api is not None:
             await self.grpc_api.stop()
+        if self.uni_grpc is not None:
+            await self.uni_grpc.stop()
         await self.node.shutdown()
         if self._housekeeping is not None:
             self._housekeeping.cancel()

@@ -25,6 +25,7 @@ from relay.protocol.commands import (
     subscribe_flags,
     subscription_ttl,
 )
+from relay.protocol.delta import recovered_chain
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 from relay.protocol.recovery import recovered_publications
 
@@ -53,9 +54,13 @@ class Subscription:
     chan_info: bytes | None = None
     expire_at: float | None = None
     server_side: bool = False
+    #: refreshed by the sub_refresh proxy when it expires (the client may not sub_refresh)
+    server_refresh: bool = False
     epoch: str = ""
     offset: int = 0
     state: SubState = SubState.PENDING
+    #: a fossil-delta subscription that has its base: its next publication may be a delta
+    delta_ready: bool = False
     #: publications that arrived while PENDING: (publication, encoded push, epoch)
     pending: list[tuple[Publication, bytes | None, str]] = field(default_factory=list)
 
@@ -77,7 +82,7 @@ class SubscriptionOwner(Connection, Protocol):
 
     def send_push(self, push: dict[str, Any]) -> None: ...
 
-    def sub_expired(self, sub: Subscription) -> None: ...
+    def sub_expired(self, sub: Subscription, force: bool = False) -> None: ...
 
 
 async def subscribe(
@@ -90,13 +95,16 @@ async def subscribe(
     chan_info: bytes | None = None,
     expire_at: float | None = None,
     server_side: bool = False,
+    server_refresh: bool = False,
 ) -> tuple[Result, Subscription]:
     """Register (buffering live publications), read the stream, build the result."""
     node = client.node
-    sub = Subscription(ch, features, chan_info, expire_at, server_side)
+    sub = Subscription(ch, features, chan_info, expire_at, server_side, server_refresh)
     client.subs[ch] = sub
     try:
         await node.add_subscription(ch, client)
+        if features.delta:
+            node.hub.set_delta(ch, client, True)
         result = await _position_result(client, ch, opts, sub, req)
         if features.presence:  # before the reply, as centrifuge: visible once answered
             await node.add_presence(ch, client.uid, client.client_info(sub))
@@ -104,7 +112,7 @@ async def subscribe(
         client.subs.pop(ch, None)
         await node.remove_subscription(ch, client)
         raise
-    if expire_at is not None:
+    if expire_at is not None and not server_refresh:
         result["expires"] = True
         result["ttl"] = subscription_ttl(expire_at, client.timers.now())
     return result, sub
@@ -122,7 +130,15 @@ async def _position_result(
     if recover and features.recoverable:
         pubs, top, recovered = await _recover(client, ch, opts, req, features.cache_recovery)
         node.metrics.recover(recovered, bool(pubs))
-        recovery_fields(result, req, top, recovered, [client.pub_dict(p) for p in pubs])
+        if features.delta and recovered:
+            # client.go: recovered publications chained as deltas; live ones follow as such
+            json = client.codec.name == "json"
+            recovery_fields(result, req, top, recovered, recovered_chain(pubs, json))
+            sub.delta_ready = True
+            if pubs:
+                node.hub.seed_delta_base(ch, pubs[-1], top.epoch)
+        else:
+            recovery_fields(result, req, top, recovered, [client.pub_dict(p) for p in pubs])
     else:
         meta_ttl = opts.history_meta_ttl
         top = (await node.history(ch, HistoryFilter(), meta_ttl, "history_stream_top")).position
@@ -161,7 +177,10 @@ async def activate(client: SubscriptionOwner, sub: Subscription) -> None:
     pending, sub.pending = sub.pending, []
     sub.state = SubState.ACTIVE
     for pub, payload, epoch in pending:
-        client.deliver_publication(sub.channel, pub, payload, epoch)
+        if sub.features.delta and payload is not None:
+            client.deliver_delta(sub.channel, pub, payload, payload, epoch)
+        else:
+            client.deliver_publication(sub.channel, pub, payload, epoch)
     if sub.expire_at is not None:
         delay = client.ctx.session.client.expired_sub_close_delay
         client.timers.at(

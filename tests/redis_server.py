@@ -43,9 +43,12 @@ def _die_with_parent() -> None:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1; the port stays the same across restarts."""
 
-    def __init__(self, *, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, *, port: int | None = None, persist: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or free_port()
         self.persist = persist
+        self.extra = extra  # more redis-server arguments (``--replicaof HOST PORT``)
         self._dir = tempfile.TemporaryDirectory(prefix="relay-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -69,6 +72,7 @@ class RedisServer:
             "--save", "3600 1" if self.persist else "",
             "--daemonize", "no",
             "--logfile", str(Path(self._dir.name) / "redis.log"),
+            *self.extra,
         ]  # fmt: skip
         self._proc = subprocess.Popen(
             args,

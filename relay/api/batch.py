@@ -109,7 +109,9 @@ class BatchMixin:
                 node.metrics.api_error("publish", str(exc.error.code))
                 replies[i] = {"error": error_dict(exc.error)}
                 continue
-            items.append((req.channel, Publication(data, None, 0, req.tags or None), known[1]))
+            delta = req.delta or known[0].delta_publish
+            pub = Publication(data, None, 0, req.tags or None, 0, True, delta)
+            items.append((req.channel, pub, known[1]))
             slots.append(i)
         outcomes = await node.publish_many(items) if items else []
         for i, outcome in zip(slots, outcomes, strict=True):
@@ -144,7 +146,9 @@ class BatchMixin:
             if not (skip or key):
                 memo[channel] = known
         self.node.check_data_format(known[0], data, data_json)
-        return channel, Publication(data, None, 0, req.tags or None, 0, data_json), known[1]
+        delta = req.delta or known[0].delta_publish
+        pub = Publication(data, None, 0, req.tags or None, 0, data_json, delta)
+        return channel, pub, known[1]
 
     async def _batch_one(self, command: BatchCommand) -> Result:
         """One (decoded) batch element: ``null`` -> 107, no known method -> 104."""

@@ -152,7 +152,8 @@ class Executor(BatchMixin):
         node = self.node
         opts = node.rules.resolve(req.channel)
         node.check_data_format(opts, data, data_json)
-        pub = Publication(data=data, tags=req.tags or None, data_json=data_json)
+        delta = req.delta or opts.delta_publish  # centrifugo internal/api/api.go
+        pub = Publication(data=data, tags=req.tags or None, data_json=data_json, delta=delta)
         sp = await self._publish(req.channel, pub, opts, req.skip_history, req.idempotency_key)
         return position_result(sp)
 
@@ -162,7 +163,8 @@ class Executor(BatchMixin):
         node = self.node
         opts = node.rules.resolve(channel)
         node.check_data_format(opts, data, data_json)
-        pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json)
+        delta = req.get("delta", False) or opts.delta_publish
+        pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json, delta=delta)
         skip = bool(req.get("skip_history", False))
         sp = await self._publish(channel, pub, opts, skip, str(req.get("idempotency_key", "")))
         return position_result(sp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -76,6 +77,11 @@ def _convert_weak(kind: _Kind, value: object) -> object:
             return "1" if value else "0"
         if isinstance(value, int | float):
             return str(value)
+    elif kind == "map":
+        if isinstance(value, str):  # an env var or flag: a JSON object
+            value = json.loads(value) if value else {}
+        if isinstance(value, dict):
+            return tuple(sorted((str(k), str(_convert_weak("str", v))) for k, v in value.items()))
     elif kind == "strs":
         if isinstance(value, str):
             return (value,)
@@ -95,8 +101,10 @@ def _convert_env_value(kind: _Kind, var: str, value: str, path: str) -> object:
             return parse_duration(value)
         if kind == "strs":
             return tuple(value.split())
+        if kind == "map":
+            return _convert_weak(kind, value)
         return value
-    except (ValueError, ConfigError) as exc:
+    except (ValueError, TypeError, ConfigError) as exc:
         raise ConfigError(
             f"envconfig.Process: assigning {var} to {path}: converting '{value}' to type "
             f"{kind}. details: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from relay.config.durations import format_duration
 from relay.config.schema import _Kind, _leaves, _namespace_env_prefix, _schema, env_var_name
 from relay.config.tree import ChannelOptions, Config
@@ -13,8 +15,10 @@ def _dump(obj: object) -> dict[str, object]:
         value = getattr(obj, name)
         if kind == "obj":
             out[name] = _dump(value)
-        elif kind == "nslist":
-            out[name] = [_dump(ns) for ns in value]
+        elif kind == "objlist":
+            out[name] = [_dump(item) for item in value]
+        elif kind == "map":
+            out[name] = dict(value)
         elif kind == "dur":
             out[name] = format_duration(value)
         elif kind == "strs":
@@ -38,6 +42,9 @@ def _env_value(kind: _Kind, value: object) -> str:
     if kind == "strs":
         assert isinstance(value, tuple)
         return " ".join(value)
+    if kind == "map":
+        assert isinstance(value, tuple)
+        return json.dumps(dict(value))
     return str(value)
 
 

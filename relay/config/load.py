@@ -24,7 +24,7 @@ from relay.config.schema import (
     refused,
     refused_var,
 )
-from relay.config.tree import ChannelOptions, Config, Namespace
+from relay.config.tree import ChannelOptions, Config
 from relay.errors import ConfigError
 
 
@@ -128,7 +128,36 @@ def _apply_env(
         if value and path not in flagged:
             _set_path(raw, path, _Typed(_convert_env_value(kind, var, value, path)))
     known |= _apply_namespace_env(raw, environ)
+    for path in _OBJECT_LIST_VARS:
+        var = env_var_name(path)
+        known.add(var)
+        value = environ.get(var, "")
+        if value and path not in flagged:
+            _set_path(raw, path, _objects_from_env(var, value))
     return known
+
+
+#: object lists set by one env var holding a JSON array (``channel.namespaces`` has its
+#: own rules below: names alone, and per-namespace option vars)
+_OBJECT_LIST_VARS = (
+    "proxies",
+    "rpc.namespaces",
+    "client.connect_code_to_unidirectional_disconnect.transforms",
+    "uni_sse.connect_code_to_http_response.transforms",
+    "uni_http_stream.connect_code_to_http_response.transforms",
+)
+
+
+def _objects_from_env(var: str, value: str) -> list[object]:
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"envconfig.Process: assigning {var}: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"envconfig.Process: assigning {var}: expected a JSON array of objects")
+    lowered = _lower_keys(items)
+    assert isinstance(lowered, list)
+    return lowered
 
 
 def _namespaces_from_env(var: str, value: str) -> list[object]:
@@ -262,8 +291,9 @@ class _Builder:
         if kind == "obj":
             assert sub is not None
             return self.build(sub, value, path, dflt)
-        if kind == "nslist":
-            return self.namespaces(value, path)
+        if kind == "objlist":
+            assert sub is not None
+            return self.objects(sub, value, path)
         if value is None:
             return dflt
         converted = _convert_file_value(kind, value, path)
@@ -272,17 +302,13 @@ class _Builder:
             return dflt
         return converted
 
-    def namespaces(self, value: object, path: str) -> tuple[Namespace, ...]:
+    def objects(self, cls: type, value: object, path: str) -> tuple[object, ...]:
+        """A list of ``cls`` objects (namespaces, named proxies, RPC namespaces...)."""
         if value is None:
             return ()
         if not isinstance(value, list | tuple):
             raise ConfigError(f'error decoding config key "{path}": expected a list')
-        out = []
-        for i, item in enumerate(value):
-            ns = self.build(Namespace, item, f"{path}.[{i}]", Namespace())
-            assert isinstance(ns, Namespace)
-            out.append(ns)
-        return tuple(out)
+        return tuple(self.build(cls, item, f"{path}.[{i}]", cls()) for i, item in enumerate(value))
 
 
 def load_config(

@@ -7,23 +7,25 @@ import re
 import typing
 from collections.abc import Iterator
 
+from relay.config.proxy_tree import ChannelProxyConfig, ProxyConfig
 from relay.config.tree import (
     AdminConfig,
-    ChannelConfig,
     ChannelOptions,
     ClientConfig,
     Config,
     EndpointConfig,
     HTTPServerConfig,
-    Namespace,
     PersonalChannelConfig,
     RedisConfig,
+    UniWebsocketConfig,
     WebsocketConfig,
 )
 
 # Leaf kinds: "bool", "int", "dur" (float seconds), "str" (also a ``Literal`` of strings,
-# whose values ``validate`` checks), "strs" (tuple of str);
-# containers: "obj" (nested dataclass) and "nslist" (tuple of Namespace).
+# whose values ``validate`` checks), "strs" (tuple of str), "map" (string -> string, kept
+# as sorted pairs: a JSON object in files and env vars);
+# containers: "obj" (nested dataclass) and "objlist" (tuple of a dataclass: namespaces,
+# named proxies, RPC namespaces, status transforms).
 _Kind = str
 _ENV_PREFIX = "CENTRIFUGO_"
 
@@ -35,33 +37,19 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ChannelOptions: frozenset(
         {
             "auto_cache_recover",
-            "subscribe_proxy_name",
-            "publish_proxy_name",
-            "sub_refresh_proxy_name",
-            "subscribe_stream_proxy_name",
-            "subscribe_stream_bidirectional",
+            "subscribe_stream_proxy_bidirectional",
             "subscription_type",
             "map",
             "shared_poll",
         }
     ),
-    ChannelConfig: frozenset({"proxy"}),
-    ClientConfig: frozenset({"proxy", "connect_code_to_unidirectional_disconnect"}),
+    ChannelProxyConfig: frozenset({"map_publish", "map_remove", "shared_poll_refresh"}),
     HTTPServerConfig: frozenset({"tls_autocert", "http3", "h2c_external"}),
     EndpointConfig: frozenset(
         {"instrument_http_handlers", "recovered_publications_histogram", "native_histograms"}
     ),
-    WebsocketConfig: frozenset({"decompressed_message_size_limit"}),
-    RedisConfig: frozenset(
-        {
-            "tls",
-            "replica_client",
-            "sentinel_user",
-            "sentinel_password",
-            "sentinel_client_name",
-            "sentinel_tls",
-        }
-    ),
+    UniWebsocketConfig: frozenset({"decompressed_message_size_limit"}),
+    RedisConfig: frozenset({"replica_client"}),
     Config: frozenset(
         {
             "broker",
@@ -69,17 +57,8 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
             "map_broker",
             "controller",
             "shared_poll",
-            "rpc",
-            "proxies",
             "consumers",
-            "sse",
-            "http_stream",
             "webtransport",
-            "uni_sse",
-            "uni_http_stream",
-            "uni_websocket",
-            "uni_grpc",
-            "emulation",
             "init",
             "opentelemetry",
             "graphite",
@@ -94,13 +73,9 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
 _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ChannelOptions: frozenset(
         {
-            "allowed_delta_types",
-            "delta_publish",
             "allow_tags_filter",
-            "subscribe_proxy_enabled",
-            "publish_proxy_enabled",
-            "sub_refresh_proxy_enabled",
             "subscribe_stream_proxy_enabled",
+            "subscribe_stream_proxy_name",
         }
     ),
     ClientConfig: frozenset(
@@ -114,6 +89,13 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     PersonalChannelConfig: frozenset({"single_connection"}),
     WebsocketConfig: frozenset(
         {
+            "read_buffer_size",
+            "write_buffer_size",
+            "use_write_buffer_pool",
+        }
+    ),
+    UniWebsocketConfig: frozenset(
+        {
             "compression",
             "compression_level",
             "compression_min_size",
@@ -126,14 +108,14 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
         {
             "force_resp2",
             "cluster_address",
-            "sentinel_address",
-            "sentinel_master_name",
             "history_use_lists",
             "presence_hash_field_ttl",
             "presence_user_mapping",
         }
     ),
     AdminConfig: frozenset({"web_proxy_address"}),
+    ProxyConfig: frozenset({"emulated_headers"}),
+    ChannelProxyConfig: frozenset({"subscribe_stream"}),
     Config: frozenset({"debug"}),
 }
 
@@ -153,16 +135,23 @@ WARN_ONLY = frozenset(
         "http_server.h2c_external",
         "admin.web_proxy_address",
         "client.concurrency",
-        "client.connect_code_to_unidirectional_disconnect",  # uni transports are refused
         "client.channel_position_check_delay",
         "client.channel_position_max_time_lag",
-        "websocket.compression",
-        "websocket.compression_level",
-        "websocket.compression_min_size",
-        "websocket.decompressed_message_size_limit",
         "websocket.read_buffer_size",
         "websocket.write_buffer_size",
         "websocket.use_write_buffer_pool",
+        *(
+            f"uni_websocket.{key}"
+            for key in (
+                "compression",
+                "compression_level",
+                "compression_min_size",
+                "decompressed_message_size_limit",
+                "read_buffer_size",
+                "write_buffer_size",
+                "use_write_buffer_pool",
+            )
+        ),
         "engine.redis.force_resp2",
         "engine.redis.presence_hash_field_ttl",
         *(
@@ -178,17 +167,10 @@ WARN_ONLY = frozenset(
 )
 
 #: Not-implemented blocks switched on by an ``enabled`` key inside them: only
-#: ``enabled: true`` refuses (the helm chart passes ``--uni_grpc.port`` on its own).
+#: ``enabled: true`` refuses (a block's other keys alone start fine).
 SWITCHED_BY_ENABLED = frozenset(
     {
-        "sse",
-        "http_stream",
-        "emulation",
         "webtransport",
-        "uni_sse",
-        "uni_http_stream",
-        "uni_websocket",
-        "uni_grpc",
         "init",
         "broker",
         "presence_manager",
@@ -197,8 +179,6 @@ SWITCHED_BY_ENABLED = frozenset(
         "consumers",
         "http_server.tls_autocert",
         "http_server.http3",
-        "engine.redis.tls",
-        "engine.redis.sentinel_tls",
     }
 )
 
@@ -289,8 +269,11 @@ def _kind_of(hint: object) -> tuple[_Kind, type | None]:
         return "obj", hint
     if typing.get_origin(hint) is tuple and args and args[0] is str:
         return "strs", None
-    if typing.get_origin(hint) is tuple and args and args[0] is Namespace:
-        return "nslist", Namespace
+    if typing.get_origin(hint) is tuple and args and typing.get_origin(args[0]) is tuple:
+        return "map", None  # tuple[tuple[str, str], ...]
+    if typing.get_origin(hint) is tuple and args and isinstance(args[0], type):
+        if dataclasses.is_dataclass(args[0]):
+            return "objlist", args[0]
     raise TypeError(f"unsupported config field type {hint!r}")
 
 
@@ -314,7 +297,7 @@ def _leaves(cls: type, path: str) -> Iterator[tuple[str, _Kind]]:
         if kind == "obj":
             assert sub is not None
             yield from _leaves(sub, sub_path)
-        elif kind != "nslist":
+        elif kind != "objlist":
             yield sub_path, kind
 
 
@@ -327,7 +310,7 @@ def not_implemented_paths(cls: type = Config, path: str = "") -> Iterator[str]:
         if kind == "obj":
             assert sub is not None
             yield from not_implemented_paths(sub, sub_path)
-        elif kind == "nslist":
+        elif kind == "objlist":
             assert sub is not None
             yield from not_implemented_paths(sub, sub_path + "[]")
 

@@ -15,6 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from relay.config.proxy_tree import (
+    ChannelProxyConfig,
+    ClientProxyConfig,
+    NamedProxy,
+    RPCConfig,
+)
+from relay.config.proxy_tree import TLSConfig as TLSConfig  # its home before proxy_tree
+
 RecoveryMode: TypeAlias = Literal["", "stream", "cache"]
 """``force_recovery_mode``: ``""`` means ``"stream"``."""
 PublicationDataFormat: TypeAlias = Literal["", "json", "json_object", "binary"]
@@ -23,6 +31,8 @@ EngineType: TypeAlias = Literal["memory", "redis"]
 """``engine.type``."""
 ErrorMode: TypeAlias = Literal["", "transport"]
 """``http_api.error_mode`` and ``grpc_api.error_mode``."""
+PersistenceSync: TypeAlias = Literal["interval", "always", "none"]
+"""``engine.memory.persistence.sync`` (relay's own key)."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,9 @@ class ChannelOptions:
     force_recovery_mode: RecoveryMode = ""
     """Recovery mode: ``stream`` (missed publications) or ``cache`` (latest one); "" = stream."""
     allowed_delta_types: tuple[str, ...] = ()
-    """Delta types clients may ask for (only ``fossil``).
-    Not implemented by relay (warns when set)."""
+    """Delta types subscribers may ask for (only ``fossil``); empty: no delta compression."""
     delta_publish: bool = False
-    """Treat every publication as ``delta: true``. Not implemented by relay (warns when set)."""
+    """Treat every publication as ``delta: true`` (deltas go to subscribers that asked)."""
     allow_tags_filter: bool = False
     """Let clients subscribe with a tags filter. Not implemented by relay (warns when set)."""
     allow_subscribe_for_client: bool = False
@@ -88,13 +97,21 @@ class ChannelOptions:
     """Publication data check: "" (non-empty), ``json``, ``json_object`` or ``binary`` (any);
     "" falls back to ``channel.publication_data_format``."""
     subscribe_proxy_enabled: bool = False
-    """Proxy subscribe requests to a backend. Not implemented by relay (warns when set)."""
+    """Ask the subscribe proxy whether a client may subscribe (without a token)."""
+    subscribe_proxy_name: str = "default"
+    """The proxy for subscribe: ``default`` (``channel.proxy.subscribe``) or a ``proxies`` name."""
     publish_proxy_enabled: bool = False
-    """Proxy publish requests to a backend. Not implemented by relay (warns when set)."""
+    """Send client publications through the publish proxy (it may reject or rewrite them)."""
+    publish_proxy_name: str = "default"
+    """The proxy for publish: ``default`` (``channel.proxy.publish``) or a ``proxies`` name."""
     sub_refresh_proxy_enabled: bool = False
-    """Proxy subscription refresh to a backend. Not implemented by relay (warns when set)."""
+    """Refresh expiring subscriptions server-side through the sub_refresh proxy."""
+    sub_refresh_proxy_name: str = "default"
+    """The proxy for sub_refresh: ``default`` (``channel.proxy.sub_refresh``) or a name."""
     subscribe_stream_proxy_enabled: bool = False
-    """Stream subscriptions from a backend. Not implemented by relay (warns when set)."""
+    """Stream subscriptions from a backend. Not implemented by relay (refused when set)."""
+    subscribe_stream_proxy_name: str = "default"
+    """The proxy for subscribe_stream (not implemented by relay)."""
 
     @property
     def history_enabled(self) -> bool:
@@ -111,6 +128,8 @@ class Namespace(ChannelOptions):
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
+    """The ``default`` subscribe, publish, sub_refresh proxies."""
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     """Options of channels without a namespace."""
     namespaces: tuple[Namespace, ...] = ()
@@ -186,7 +205,67 @@ class PersonalChannelConfig:
 
 
 @dataclass(frozen=True)
+class TransformedDisconnect:
+    code: int = 0
+    """Disconnect code to close with."""
+    reason: str = ""
+    """Disconnect reason (ASCII)."""
+
+
+@dataclass(frozen=True)
+class UniDisconnectTransform:
+    code: int = 0
+    """Connect error code to match."""
+    to: TransformedDisconnect = field(default_factory=TransformedDisconnect)
+    """The disconnect a uni-directional connection gets for it."""
+
+
+@dataclass(frozen=True)
+class ConnectCodeToUnidirectionalDisconnect:
+    """``client.connect_code_to_unidirectional_disconnect``: connect error codes ->
+    disconnect codes of uni-directional transports (the rest: Centrifugo's defaults)."""
+
+    enabled: bool = False
+    """Use ``transforms``."""
+    transforms: tuple[UniDisconnectTransform, ...] = ()
+    """``[{code, to: {code, reason}}]``."""
+
+
+@dataclass(frozen=True)
+class TransformedHTTPResponse:
+    status_code: int = 0
+    """HTTP status of the answer."""
+    body: str = ""
+    """Body of the answer ("" = the error's message or the disconnect's reason)."""
+
+
+@dataclass(frozen=True)
+class HTTPResponseTransform:
+    code: int = 0
+    """Connect error (or disconnect) code to match."""
+    to: TransformedHTTPResponse = field(default_factory=TransformedHTTPResponse)
+    """The HTTP answer for it."""
+
+
+@dataclass(frozen=True)
+class ConnectCodeToHTTPResponse:
+    """``uni_sse`` / ``uni_http_stream`` ``connect_code_to_http_response``: a failed
+    connect answers with an HTTP status and body instead of an opened stream."""
+
+    enabled: bool = False
+    """Answer failed connects over HTTP (matched: the transform; else 500)."""
+    transforms: tuple[HTTPResponseTransform, ...] = ()
+    """``[{code, to: {status_code, body}}]``."""
+
+
+@dataclass(frozen=True)
 class ClientConfig:
+    proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
+    """Connect and refresh proxies."""
+    connect_code_to_unidirectional_disconnect: ConnectCodeToUnidirectionalDisconnect = field(
+        default_factory=ConnectCodeToUnidirectionalDisconnect
+    )
+    """Connect error code -> disconnect of uni-directional transports."""
     allowed_origins: tuple[str, ...] = ()
     """Glob patterns for the ``Origin`` header (empty: requests with an Origin are refused)."""
     token: TokenConfig = field(default_factory=TokenConfig)
@@ -243,29 +322,6 @@ class ClientConfig:
         default_factory=PersonalChannelConfig
     )
     """Automatic subscription to the user's personal channel."""
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """A TLS block (``http_server.tls``, ``internal_tls``, ``grpc_api.tls``...).
-
-    Each ``*_pem`` value is raw PEM, base64 of PEM, or a path to a PEM file (tried in that
-    order, as Centrifugo's ``configtypes/pem.go``)."""
-
-    enabled: bool = False
-    """Use TLS."""
-    cert_pem: str = ""
-    """Certificate (chain) in PEM."""
-    key_pem: str = ""
-    """Private key in PEM matching ``cert_pem``."""
-    server_ca_pem: str = ""
-    """Root CA used to verify a server's certificate (client side)."""
-    client_ca_pem: str = ""
-    """CA verifying client certificates: setting it requires them (mutual TLS)."""
-    insecure_skip_verify: bool = False
-    """Client side: do not verify the server's certificate."""
-    server_name: str = ""
-    """Client side: the expected server name (SNI)."""
 
 
 @dataclass(frozen=True)
@@ -380,9 +436,21 @@ class RedisConfig:
     cluster_address: tuple[str, ...] = ()
     """Redis Cluster seed addresses. Not implemented by relay (warns when set)."""
     sentinel_address: tuple[str, ...] = ()
-    """Redis Sentinel addresses. Not implemented by relay (warns when set)."""
+    """Redis Sentinel shards: each entry a comma-separated list of sentinel ``host:port``
+    (the master is found through them and followed on failover)."""
     sentinel_master_name: str = ""
-    """Sentinel master name. Not implemented by relay (warns when set)."""
+    """Sentinel master name (required with ``sentinel_address``)."""
+    sentinel_user: str = ""
+    """ACL user name for the sentinels."""
+    sentinel_password: str = ""
+    """Password of the sentinels."""
+    sentinel_client_name: str = ""
+    """Connection name relay gives its sentinel connections."""
+    sentinel_tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS to the sentinels (``server_ca_pem``, ``insecure_skip_verify``, client cert)."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS to every Redis server (``server_ca_pem``, ``insecure_skip_verify``,
+    ``cert_pem``/``key_pem`` as a client certificate)."""
     history_use_lists: bool = False
     """Keep history in lists instead of streams. Not implemented by relay (warns when set)."""
     presence_ttl: float = 60.0
@@ -396,11 +464,35 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class PersistenceConfig:
+    """relay's own keys: the memory engine's history on local disk (``engines/store.py``)."""
+
+    dir: str = ""
+    """Directory of the history logs ("" = off: history lives in memory only, as in
+    Centrifugo); each worker writes ``<dir>/worker-<id>/``. Ignored by the Redis engine."""
+    sync: PersistenceSync = "interval"
+    """When the log is fsynced: ``interval`` (every ``sync_interval``), ``always``
+    (before each publish or batch is answered) or ``none`` (left to the OS)."""
+    sync_interval: float = 1.0
+    """fsync period of ``sync: interval`` (default 1s)."""
+
+
+@dataclass(frozen=True)
+class MemoryEngineConfig:
+    """relay's own keys of the memory engine."""
+
+    persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
+    """Keep history streams (epochs, offsets, publications, idempotency) on disk."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     type: EngineType = "memory"
     """Engine: ``memory`` (default) or ``redis``."""
     redis: RedisConfig = field(default_factory=RedisConfig)
     """Options of the Redis engine."""
+    memory: MemoryEngineConfig = field(default_factory=MemoryEngineConfig)
+    """relay's own key: options of the memory engine (persistence)."""
 
 
 @dataclass(frozen=True)
@@ -414,17 +506,108 @@ class WebsocketConfig:
     write_timeout: float = 1.0
     """Max time of a blocked write before disconnect (default 1s)."""
     compression: bool = False
-    """Allow permessage-deflate. Not implemented by relay (warns when set)."""
+    """Allow permessage-deflate (no context takeover either way)."""
     compression_level: int = 1
-    """Deflate level (default 1). Not implemented by relay (warns when set)."""
+    """Deflate level, -2 (Huffman only) to 9 (default 1)."""
     compression_min_size: int = 0
-    """Min message size to compress, bytes. Not implemented by relay (warns when set)."""
+    """Compress only messages longer than this many bytes (0: all)."""
+    decompressed_message_size_limit: int = 0
+    """Max size of a received message once inflated (0: 10 x ``message_size_limit``;
+    larger: close 1009)."""
     read_buffer_size: int = 0
     """Read buffer size in bytes. Not implemented by relay (warns when set)."""
     write_buffer_size: int = 0
     """Write buffer size in bytes. Not implemented by relay (warns when set)."""
     use_write_buffer_pool: bool = False
     """Share write buffers between connections. Not implemented by relay (warns when set)."""
+
+
+@dataclass(frozen=True)
+class StreamEndpointConfig:
+    """``sse``, ``http_stream``: the bidirectional emulation transports
+    (``relay/transports/emulation.py``); commands arrive on ``emulation.handler_prefix``."""
+
+    enabled: bool = False
+    """Serve the endpoint (and, with either, the emulation endpoint)."""
+    handler_prefix: str = ""
+    """Path of the endpoint ("" = ``/connection/sse`` or ``/connection/http_stream``)."""
+    max_request_body_size: int = 65536
+    """Largest connect request body in bytes (default 65536; larger: HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class EmulationConfig:
+    """``emulation``: where SSE and HTTP-stream clients post their commands."""
+
+    handler_prefix: str = "/emulation"
+    """Path of the emulation endpoint (default ``/emulation``)."""
+    max_request_body_size: int = 65536
+    """Largest emulation request body in bytes (default 65536; larger: HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class UniStreamConfig:
+    """``uni_sse``, ``uni_http_stream``: push-only transports (``relay/transports/uni.py``)."""
+
+    enabled: bool = False
+    """Serve the endpoint."""
+    handler_prefix: str = ""
+    """Path ("" = ``/connection/uni_sse`` or ``/connection/uni_http_stream``)."""
+    max_request_body_size: int = 65536
+    """Largest connect request body in bytes (default 65536; larger: HTTP 413)."""
+    connect_code_to_http_response: ConnectCodeToHTTPResponse = field(
+        default_factory=ConnectCodeToHTTPResponse
+    )
+    """Failed connects answered over HTTP instead of a stream."""
+
+
+@dataclass(frozen=True)
+class UniWebsocketConfig:
+    """``uni_websocket``: push-only WebSocket (``relay/transports/uni.py``)."""
+
+    enabled: bool = False
+    """Serve the endpoint."""
+    handler_prefix: str = "/connection/uni_websocket"
+    """Path of the endpoint (default ``/connection/uni_websocket``)."""
+    message_size_limit: int = 65536
+    """Largest incoming message (the connect request) in bytes (default 65536)."""
+    write_timeout: float = 1.0
+    """Max time of a blocked write before disconnect (default 1s)."""
+    join_push_messages: bool = False
+    """Join the pushes of one write into one frame, newline-separated."""
+    disable_closing_handshake: bool = False
+    """Close the socket without a close frame."""
+    disable_disconnect_push: bool = False
+    """Do not send the ``disconnect`` push before the close frame."""
+    compression: bool = False
+    """Allow permessage-deflate. Not implemented by relay (warns when set)."""
+    compression_level: int = 1
+    """Deflate level (default 1). Not implemented by relay (warns when set)."""
+    compression_min_size: int = 0
+    """Min message size to compress. Not implemented by relay (warns when set)."""
+    read_buffer_size: int = 0
+    """Read buffer size in bytes. Not implemented by relay (warns when set)."""
+    write_buffer_size: int = 0
+    """Write buffer size in bytes. Not implemented by relay (warns when set)."""
+    use_write_buffer_pool: bool = False
+    """Share write buffers. Not implemented by relay (warns when set)."""
+
+
+@dataclass(frozen=True)
+class UniGrpcConfig:
+    """``uni_grpc``: push-only gRPC stream, service ``centrifugal.centrifugo.unistream``
+    (``relay/transports/uni_grpc.py``)."""
+
+    enabled: bool = False
+    """Serve the uni-directional gRPC transport."""
+    address: str = ""
+    """Address to listen on ("" = all interfaces)."""
+    port: int = 11000
+    """Port to listen on (default 11000); every worker binds it (SO_REUSEPORT)."""
+    max_receive_message_size: int = 0
+    """Largest request message in bytes (0 = gRPC's default, 4 MiB)."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS of the gRPC server (``client_ca_pem`` asks for client certificates)."""
 
 
 @dataclass(frozen=True)
@@ -465,6 +648,10 @@ class Config:
     """Client connections: auth, timeouts, limits."""
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     """Channel options and namespaces."""
+    rpc: RPCConfig = field(default_factory=RPCConfig)
+    """Client RPC: namespaces and the RPC proxy."""
+    proxies: tuple[NamedProxy, ...] = ()
+    """Named proxies, chosen by ``*_proxy_name`` in namespaces and RPC namespaces."""
     http_api: HTTPAPIConfig = field(default_factory=HTTPAPIConfig)
     """Server HTTP API."""
     grpc_api: GrpcAPIConfig = field(default_factory=GrpcAPIConfig)
@@ -473,6 +660,28 @@ class Config:
     """Admin web UI."""
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
     """WebSocket transport."""
+    sse: StreamEndpointConfig = field(
+        default_factory=lambda: StreamEndpointConfig(handler_prefix="/connection/sse")
+    )
+    """Bidirectional SSE (EventSource) with the emulation endpoint."""
+    http_stream: StreamEndpointConfig = field(
+        default_factory=lambda: StreamEndpointConfig(handler_prefix="/connection/http_stream")
+    )
+    """Bidirectional HTTP streaming with the emulation endpoint."""
+    emulation: EmulationConfig = field(default_factory=EmulationConfig)
+    """The emulation endpoint (served when ``sse`` or ``http_stream`` is enabled)."""
+    uni_websocket: UniWebsocketConfig = field(default_factory=UniWebsocketConfig)
+    """Unidirectional WebSocket."""
+    uni_sse: UniStreamConfig = field(
+        default_factory=lambda: UniStreamConfig(handler_prefix="/connection/uni_sse")
+    )
+    """Unidirectional SSE."""
+    uni_http_stream: UniStreamConfig = field(
+        default_factory=lambda: UniStreamConfig(handler_prefix="/connection/uni_http_stream")
+    )
+    """Unidirectional HTTP streaming."""
+    uni_grpc: UniGrpcConfig = field(default_factory=UniGrpcConfig)
+    """Unidirectional gRPC."""
     prometheus: EndpointConfig = field(
         default_factory=lambda: EndpointConfig(handler_prefix="/metrics")
     )

@@ -7,14 +7,19 @@ import typing
 
 from relay.config.durations import _NS_PER_SECOND, format_duration
 from relay.config.jwks import validate_jwks_endpoint
+from relay.config.pem import TLSConfigError, load_pem
+from relay.config.proxy_validate import validate_proxies
+from relay.config.redis_address import shard_addresses
 from relay.config.tree import (
     ChannelConfig,
     ChannelOptions,
     Config,
     EngineType,
     ErrorMode,
+    PersistenceSync,
     PublicationDataFormat,
     RecoveryMode,
+    RedisConfig,
     TokenConfig,
 )
 from relay.errors import ConfigError
@@ -27,6 +32,7 @@ _DATA_FORMATS: frozenset[str] = frozenset(typing.get_args(PublicationDataFormat)
 _DELTA_TYPES = frozenset({"fossil"})
 _ENGINE_TYPES: frozenset[str] = frozenset(typing.get_args(EngineType))
 _ERROR_MODES: frozenset[str] = frozenset(typing.get_args(ErrorMode))
+_PERSISTENCE_SYNC: frozenset[str] = frozenset(typing.get_args(PersistenceSync))
 
 
 def _check_whole_seconds(value: float, key: str, prefix: str) -> None:
@@ -143,6 +149,64 @@ def _validate_client(config: Config) -> None:
         )
 
 
+def _validate_redis(redis: RedisConfig) -> None:
+    """Every shard address must parse as Centrifugo parses it (its start-up error), and
+    be of a kind relay serves: Redis Cluster is not (yet), and stops the start."""
+    try:
+        shards = shard_addresses(redis)
+    except ValueError as exc:
+        raise ConfigError(f"error processing Redis address: {exc}") from None
+    for shard in shards:
+        if shard.mode == "cluster":
+            raise ConfigError(
+                "Redis Cluster (redis+cluster:// addresses, engine.redis.cluster_address) "
+                "is not implemented by relay: refusing to start"
+            )
+        if shard.replica_client:
+            raise ConfigError(
+                "replica_client_enabled is not implemented by relay: refusing to start"
+            )
+    for entity, block in (("engine.redis.tls", redis.tls),
+                          ("engine.redis.sentinel_tls", redis.sentinel_tls)):  # fmt: skip
+        if not block.enabled:
+            continue
+        if block.server_name:
+            raise ConfigError(
+                f"{entity}.server_name is not implemented by relay: refusing to start"
+            )
+        for key in ("server_ca_pem", "cert_pem", "key_pem"):
+            value = getattr(block, key)
+            if value:
+                try:
+                    load_pem(value, f"{entity}.{key}")
+                except TLSConfigError as exc:
+                    raise ConfigError(f"error creating Redis TLS config: {exc}") from None
+
+
+def _validate_connect_transforms(config: Config) -> None:
+    """centrifugo ``config/validate.go``: ``validateCodeToUniDisconnectTransforms`` and
+    ``validateConnectCodeTransforms`` (their wording)."""
+    uni = config.client.connect_code_to_unidirectional_disconnect
+    for i, t in enumerate(uni.transforms):
+        if t.code == 0:
+            raise ConfigError(f"no code specified in transforms[{i}]")
+        if t.to.code == 0:
+            raise ConfigError(f"no disconnect code specified in transforms[{i}].to")
+        if not t.to.reason.isascii():
+            raise ConfigError(f"disconnect reason must be ASCII in transforms[{i}].to")
+    for block in (config.uni_sse, config.uni_http_stream):
+        for i, h in enumerate(block.connect_code_to_http_response.transforms):
+            if h.code == 0:
+                raise ConfigError(
+                    f"code should be set in connect_code_to_http_status.transforms[{i}]"
+                )
+            if h.to.status_code == 0:
+                raise ConfigError(
+                    "status_code should be set in "
+                    f"connect_code_to_http_status.transforms[{i}].to_response"
+                )
+
+
 def validate(config: Config) -> None:
     """Check ``config`` like Centrifugo's ``Validate()`` plus its startup-fatal checks.
 
@@ -152,10 +216,19 @@ def validate(config: Config) -> None:
     """
     _validate_channels(config.channel)
     _validate_client(config)
+    _validate_connect_transforms(config)
+    validate_proxies(config)
     internal_port = config.http_server.internal_port.strip()
     if internal_port and not (internal_port.isdigit() and int(internal_port) <= 65535):
         raise ConfigError(f"http_server.internal_port is not a port number: {internal_port!r}")
     if config.engine.type not in _ENGINE_TYPES:
         raise ConfigError(f"unknown engine type: {config.engine.type}")
+    if config.engine.type == "redis":
+        _validate_redis(config.engine.redis)
+    persistence = config.engine.memory.persistence
+    if persistence.sync not in _PERSISTENCE_SYNC:
+        raise ConfigError(f"unknown engine.memory.persistence.sync: {persistence.sync}")
+    if persistence.sync_interval <= 0:
+        raise ConfigError("engine.memory.persistence.sync_interval must be positive")
     if config.http_api.error_mode not in _ERROR_MODES:
         raise ConfigError(f"unknown http_api.error_mode: {config.http_api.error_mode}")

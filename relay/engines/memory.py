@@ -88,7 +88,7 @@ class MemoryEngine:
         sp = StreamPosition(0, "")
         if opts.history_size > 0 and opts.history_ttl > 0:
             # The stream owns its copy; callers keep theirs (cheaper than dataclasses.replace).
-            pub = Publication(pub.data, pub.info, 0, pub.tags, pub.time, pub.data_json)
+            pub = Publication(pub.data, pub.info, 0, pub.tags, pub.time, pub.data_json, pub.delta)
             sp = self._append(channel, pub, opts, now)
         if opts.idempotency_key:
             self._idempotency[(channel, opts.idempotency_key)] = (sp, now + IDEMPOTENCY_TTL)

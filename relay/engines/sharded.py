@@ -13,8 +13,11 @@ Rules:
 * Events for another worker (publications, joins, leaves) are queued on the bus: all
   that one loop turn emits for a worker leave as one message, in order.
 * Everything crosses as plain tuples (``engines/wire.py``), which pickle in C.
-* When a worker restarts, owners forget its interest and presence entries; its own
-  streams start over on a new epoch, which subscribers detect (recovered: false).
+* When a worker restarts, owners forget its interest and presence entries, and its
+  channels' subscribers on other workers resync (publications emitted just before the
+  death may be lost on the way). Its streams start over on a new epoch (recovered:
+  false), unless ``engine.memory.persistence`` is on: then the new life replays them
+  from disk with the same epochs, and the resync recovers (recovered: true).
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ class ShardedEngine:
         return None
 
     async def close(self) -> None:
-        return None
+        await self.local.close()  # a persistent local engine writes its state and fsyncs
 
     def owns(self, channel: str) -> bool:
         return self.shards.owner(channel) == self.bus.id

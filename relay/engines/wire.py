@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 InfoWire = tuple[str, str, bytes | None, bytes | None]
-PubWire = tuple[bytes, InfoWire | None, int, dict[str, str] | None, int, bool]
+PubWire = tuple[bytes, InfoWire | None, int, dict[str, str] | None, int, bool, bool]
 PublishItem = tuple[str, Publication, PublishOptions]
 PublishOutcome = tuple[StreamPosition, bool] | ReplyError
 #: channels, publications, the distinct options, each item's index into them
@@ -53,12 +53,15 @@ def pub_to_wire(pub: Publication) -> PubWire:
         pub.tags,
         pub.time,
         pub.data_json,
+        pub.delta,
     )
 
 
 def pub_from_wire(t: PubWire) -> Publication:
     info = t[1]
-    return Publication(t[0], None if info is None else info_from_wire(info), t[2], t[3], t[4], t[5])
+    return Publication(
+        t[0], None if info is None else info_from_wire(info), t[2], t[3], t[4], t[5], t[6]
+    )
 
 
 def items_to_wire(items: Sequence[PublishItem]) -> ItemsWire:

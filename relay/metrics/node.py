@@ -90,6 +90,10 @@ class Metrics:
         self.api_errors = f("centrifugo_api_command_errors_total")
         self.api_duration = f("centrifugo_api_command_duration_seconds")
         self.api_duration_histogram = f("centrifugo_api_command_duration_seconds_histogram")
+        self.proxy_duration_summary = f("centrifugo_proxy_duration_seconds")
+        self.proxy_duration_histogram = f("centrifugo_proxy_duration_seconds_histogram")
+        self.proxy_errors = f("centrifugo_proxy_errors")
+        self.proxy_inflight_requests = f("centrifugo_proxy_inflight_requests")
         self.bus_events = Counter(
             "bus_messages_total",
             "Messages between this node's workers, by event.",
@@ -331,16 +335,23 @@ class Metrics:
         self._add(self.transport_sent, labels, n)
         self._add(self.transport_sent_size, labels, size)
 
-    def publication_delivered(self, n: int, size: int, seconds: float) -> None:
+    def publication_delivered(
+        self, n: int, size: int, seconds: float, others: dict[str, int] | None = None
+    ) -> None:
         """A publication from the broker, queued to ``n`` local subscribers in ``seconds``,
         ``size`` bytes each (``messages_received_count``, the broadcast, ``push_publication``
-        frames): the per-publication hot path, one call."""
+        frames): the per-publication hot path, one call. ``others``: how many of the ``n``
+        use a transport other than WebSocket, by name (their frames carry its label)."""
         entries = self._publication_entries
         if entries is None:
             entries = self._publication_entries = self._publication_entry()
         counts = self._counts
         counts[entries[0]] += 1
         if n:
+            if others:
+                for name, k in others.items():
+                    self.frames_sent("push_publication", k, k * size, name)
+                    n -= k
             counts[entries[1]] += n
             counts[entries[2]] += n * size
             histogram = entries[3]
@@ -382,6 +393,17 @@ class Metrics:
 
     def api_error(self, method: str, error: str, protocol: str = "http") -> None:
         self._add(self.api_errors, (protocol, method, error))
+
+    def proxy_duration(self, labels: tuple[str, str, str], seconds: float) -> None:
+        """One proxy call took ``seconds`` (labels: protocol, type, name)."""
+        self._observe_summary(self.proxy_duration_summary, labels, seconds)
+        self._observe(self.proxy_duration_histogram, labels, seconds)
+
+    def proxy_error(self, labels: tuple[str, str, str]) -> None:
+        self._add(self.proxy_errors, labels)
+
+    def proxy_inflight(self, labels: tuple[str, str, str], delta: int) -> None:
+        self._child(self.proxy_inflight_requests, *labels).inc(delta)
 
     def bus_counters(self, counters: dict[str, int]) -> None:
         """Copy the bus's running totals (sent, backlogged, stale, gaps, ...) as increments."""

@@ -416,6 +416,31 @@ def _mark_dead(pid: int) -> None:
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
+def _claim_history_dir(config: Config) -> None:
+    """With ``engine.memory.persistence.dir``: claim it for this many workers before any
+    starts, repartitioning history written with another number (``store.claim_layout``)
+    in a child process, so the front keeps none of it in memory. A failure stops the
+    start once, instead of a crash loop of workers."""
+    directory = config.engine.memory.persistence.dir
+    if config.engine.type != "memory" or not directory:
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from relay.engines.store import claim_layout
+
+            claim_layout(directory, worker_count(config))
+            code = 0
+        except Exception as exc:
+            log.critical("engine.memory.persistence: %s", exc)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(1)
+
+
 def serve(config: Config) -> None:
     """Run the front and its workers until SIGTERM/SIGINT; exit with the front's code.
 
@@ -431,6 +456,7 @@ def serve(config: Config) -> None:
             log.critical("error writing PID: %s", exc)
             sys.exit(1)
     try:
+        _claim_history_dir(config)
         code = Supervisor(config).run()
     finally:
         if pid_file:

@@ -43,6 +43,8 @@ class SubscribeFeatures:
     positioned: bool
     recoverable: bool
     cache_recovery: bool
+    #: the subscriber asked ``delta: "fossil"`` and the namespace allows it
+    delta: bool = False
 
 
 class ChannelRules:

@@ -13,7 +13,7 @@ publishCmd, presenceCmd, historyCmd, refreshCmd, subRefreshCmd), centrifugo
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.config import ChannelConfig, ChannelOptions, ClientConfig
@@ -34,7 +34,12 @@ from relay.errors import (
     ReplyError,
 )
 from relay.protocol import json_codec
-from relay.protocol.channels import ChannelRules, SubscribeFeatures, check_data_format
+from relay.protocol.channels import (
+    ChannelRules,
+    Override,
+    SubscribeFeatures,
+    check_data_format,
+)
 from relay.protocol.claims import ConnectTokenClaims, SubOptions, SubscribeTokenClaims
 from relay.protocol.messages import HistoryFilter, StreamPosition
 from relay.protocol.tokens import check_connection_claims, check_subscription_claims
@@ -47,6 +52,7 @@ __all__ = [
     "plan_connect",
     "server_side_channels",
     "plan_subscribe",
+    "proxied_subscribe",
     "subscribe_flags",
     "recovery_fields",
     "since_position",
@@ -97,6 +103,8 @@ class ConnectPlan:
     #: seconds until the expiry check, and until the first ping (None: no timer)
     expire_in: float | None
     ping_in: float | None
+    #: the connection's ``meta`` (token or connect proxy), sent to proxies that include it
+    meta: bytes | None = None
 
 
 def plan_connect(
@@ -108,12 +116,22 @@ def plan_connect(
     verify: ConnectVerify,
     connections_of: Callable[[str], int],
     jitter: Callable[[float, float], float],
+    proxied: ConnectTokenClaims | None = None,
+    data: bytes | None = None,
+    server_refresh: bool = False,
 ) -> ConnectPlan:
-    """Authenticate (token or anonymous), check the limits, decide the reply and timers."""
+    """Authenticate (token, connect proxy or anonymous), check the limits, decide the reply
+    and timers.
+
+    ``proxied``: the connect proxy's credentials (a connection without a token); the
+    client's ``subs`` are then not granted, only the proxy's channels. ``data`` goes into
+    the reply. ``server_refresh`` (a refresh proxy): no ``expires``/``ttl`` in the reply,
+    and the expiry timer fires at the expiry itself, to ask the proxy."""
     cfg = ctx.client
     token = req.get("token", "")
     claims: ConnectTokenClaims | None = None
     user, conn_info, exp = "", None, None
+    requested = req.get("subs") or {}
     if token:
         claims = verify(token)
         if not claims.user and cfg.disallow_anonymous_connection_tokens:
@@ -121,6 +139,12 @@ def plan_connect(
         user, conn_info = claims.user, claims.info
         expires = claims.expires_at()
         exp = None if (expires is None or cfg.insecure) else float(expires)
+    elif proxied is not None:
+        claims = proxied
+        user, conn_info = claims.user, claims.info
+        expires = claims.expires_at()
+        exp = None if expires is None else float(expires)
+        requested = {}
     elif not (cfg.allow_anonymous_connect_without_token or cfg.insecure):
         raise DisconnectError(DISCONNECT_BAD_REQUEST)  # credentials not found
     if exp is not None and exp <= now:
@@ -128,12 +152,16 @@ def plan_connect(
     limit = cfg.user_connection_limit
     if limit and user and connections_of(user) >= limit:
         raise DisconnectError(DISCONNECT_CONNECTION_LIMIT)
-    wanted = server_side_channels(ctx, claims, req.get("subs") or {}, user)
+    wanted = server_side_channels(ctx, claims, requested, user)
     if len(wanted) > cfg.channel_limit:
         raise DisconnectError(DISCONNECT_CHANNEL_LIMIT)
     result: Result = {"client": uid, "version": ctx.version}
     expire_in = ping_in = None
-    if exp is not None:
+    if data:
+        result["data"] = data
+    if exp is not None and server_refresh:
+        expire_in = exp - now
+    elif exp is not None:
         result["expires"] = True
         result["ttl"] = max(1, int(exp) - int(now))
         expire_in = exp - now + cfg.expired_close_delay
@@ -154,6 +182,7 @@ def plan_connect(
         result=result,
         expire_in=expire_in,
         ping_in=ping_in,
+        meta=claims.meta if claims is not None else None,
     )
 
 
@@ -205,6 +234,8 @@ class SubscribePlan:
     chan_info: bytes | None = None
     data: bytes | None = None
     expire_at: float | None = None
+    #: the subscribe proxy decides (its answer goes through :func:`proxied_subscribe`)
+    via_proxy: bool = False
 
 
 def plan_subscribe(
@@ -253,6 +284,12 @@ def plan_subscribe(
             if exp <= now:
                 raise ReplyError(ERROR_EXPIRED)
             expire_at = float(exp)
+    elif (
+        opts.subscribe_proxy_enabled
+        and not rules.is_private(ch)
+        and rules.user_limited_users(ch, opts) is None
+    ):
+        return SubscribePlan(ch, opts, rules.features(opts, user), via_proxy=True)
     elif rules.is_private(ch) or not rules.can_subscribe_without_token(ch, opts, user):
         raise ReplyError(ERROR_PERMISSION_DENIED)
     features = rules.features(
@@ -263,7 +300,36 @@ def plan_subscribe(
         want_join_leave=bool(req.get("join_leave")),
         override=override,
     )
+    if delta and delta in opts.allowed_delta_types:
+        # centrifuge client.go: an allowed type sets ``delta`` in the reply; any other
+        # known type is ignored (the subscription gets full publications)
+        features = replace(features, delta=True)
     return SubscribePlan(ch, opts, features, chan_info, data, expire_at)
+
+
+def proxied_subscribe(
+    plan: SubscribePlan,
+    ctx: SessionContext,
+    *,
+    user: str,
+    info: bytes | None,
+    data: bytes | None,
+    override: Override | None,
+    expire_at: int,
+    now: float,
+) -> SubscribePlan:
+    """The subscribe proxy allowed ``plan``: its info, data, overrides and expiry. The
+    client's positioned/recoverable/join_leave wishes are not honoured on this path (as
+    Centrifugo): the namespace's force options and the overrides decide."""
+    exp: float | None = None
+    if expire_at > 0:
+        if expire_at <= now:
+            raise ReplyError(ERROR_EXPIRED)
+        exp = float(expire_at)
+    features = ctx.rules.features(plan.opts, user, override=override)
+    if plan.features.delta:  # the delta type is checked on every path (client.go)
+        features = replace(features, delta=True)
+    return SubscribePlan(plan.channel, plan.opts, features, info, data, exp)
 
 
 def subscribe_flags(features: SubscribeFeatures, recover: bool) -> Result:
@@ -275,6 +341,8 @@ def subscribe_flags(features: SubscribeFeatures, recover: bool) -> Result:
         result["positioned"] = True
     if recover:
         result["was_recovering"] = True
+    if features.delta:
+        result["delta"] = True
     return result
 
 
@@ -335,7 +403,8 @@ def plan_publish(
     data: bytes = req.get("data", b"")
     data_json = json_client or json_codec.is_json(data)
     check_data_format(opts, ctx.channel.publication_data_format, data, data_json)
-    ctx.rules.check_publish(opts, user, ch in subscribed)
+    if not opts.publish_proxy_enabled:  # else the publish proxy decides
+        ctx.rules.check_publish(opts, user, ch in subscribed)
     return ch, opts, data, data_json
 
 

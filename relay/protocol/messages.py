@@ -43,6 +43,11 @@ class Publication:
     tags: dict[str, str] | None = None
     time: int = 0
     data_json: bool = True
+    #: published with ``delta: true`` (or in a ``delta_publish`` namespace): subscribers
+    #: that negotiated fossil deltas may get it as a delta against the previous
+    #: publication. Carried with the publication through the engines, as Centrifugo's
+    #: Redis broker carries it in ``Publication.delta``; never written to clients as is.
+    delta: bool = False
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"data": self.data}

@@ -28,8 +28,11 @@ def _json_info(info: ClientInfo) -> bytes:
     return out + b"}"
 
 
-def encode_pub_push_json(channel: str, pub: Publication) -> bytes:
-    """``{"push":{"channel":…,"pub":{…}}}``; ``pub.data`` must be compact JSON."""
+def encode_pub_push_json(channel: str, pub: Publication, delta: bool = False) -> bytes:
+    """``{"push":{"channel":…,"pub":{…}}}``; ``pub.data`` must be compact JSON.
+
+    ``delta`` marks ``data`` as a fossil delta (``pub.delta``, the publish flag, is not
+    written: the fan-out decides per subscriber, ``protocol/delta.py``)."""
     head = (
         b'{"push":{"channel":' + _json_str(channel) + b',"pub":{'
         if channel
@@ -46,6 +49,8 @@ def encode_pub_push_json(channel: str, pub: Publication) -> bytes:
     if pub.tags:
         tags = b",".join(_json_str(k) + b":" + _json_str(v) for k, v in pub.tags.items())
         fields.append(b'"tags":{' + tags + b"}")
+    if delta:
+        fields.append(b'"delta":true')
     if pub.time:
         fields.append(b'"time":%d' % pub.time)
     parts.append(b",".join(fields))
@@ -71,7 +76,7 @@ def _proto_info(info: ClientInfo) -> bytes:
     return out
 
 
-def encode_pub_push_protobuf(channel: str, pub: Publication) -> bytes:
+def encode_pub_push_protobuf(channel: str, pub: Publication, delta: bool = False) -> bytes:
     """``Reply{push: Push{channel, pub}}`` in Protobuf, fields in number order."""
     body = b""
     if pub.data:
@@ -83,6 +88,8 @@ def encode_pub_push_protobuf(channel: str, pub: Publication) -> bytes:
     if pub.tags:
         for key, value in pub.tags.items():
             body += _field(7, _field(1, key.encode()) + _field(2, value.encode()))
+    if delta:
+        body += b"\x40\x01"
     if pub.time:
         body += b"\x48" + encode_varint(pub.time & 0xFFFFFFFFFFFFFFFF)
     push = (_field(2, channel.encode()) if channel else b"") + _field(4, body)

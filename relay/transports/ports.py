@@ -3,7 +3,8 @@
 Centrifugo (``internal/app/mux.go``, ``runHTTPServers``) keeps two sets of handlers:
 
 * external (``http_server.address:port``): the WebSocket endpoint (unless
-  ``websocket.disabled``), plus the admin and the API when ``admin.external`` /
+  ``websocket.disabled``), SSE / HTTP-stream with the emulation endpoint and the
+  uni-directional transports when enabled, plus the admin and the API when ``admin.external`` /
   ``http_api.external`` say so;
 * internal (``internal_address`` or ``address``, ``internal_port`` or ``port``): the API,
   the admin, ``/metrics``, swagger and ``/health``.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relay.config import Config
-from relay.config.tree import TLSConfig
+from relay.config.proxy_tree import TLSConfig
 
 __all__ = ["Listener", "plan"]
 
@@ -28,8 +29,27 @@ ADMIN = "admin"
 PROMETHEUS = "prometheus"
 SWAGGER = "swagger"
 HEALTH = "health"
-#: Centrifugo's order when it logs "serving ... endpoints on ...".
-ORDER = (WEBSOCKET, API, ADMIN, PROMETHEUS, HEALTH, SWAGGER)
+HTTP_STREAM = "http_stream"
+SSE = "sse"
+EMULATION = "emulation"
+UNI_WEBSOCKET = "uni_websocket"
+UNI_SSE = "uni_sse"
+UNI_HTTP_STREAM = "uni_http_stream"
+#: Centrifugo's order when it logs "serving ... endpoints on ..." (mux.go ``flagsOrdered``).
+ORDER = (
+    WEBSOCKET,
+    HTTP_STREAM,
+    SSE,
+    EMULATION,
+    API,
+    ADMIN,
+    PROMETHEUS,
+    HEALTH,
+    UNI_WEBSOCKET,
+    UNI_SSE,
+    UNI_HTTP_STREAM,
+    SWAGGER,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,19 @@ def _external(config: Config) -> set[str]:
     out: set[str] = set()
     if not config.websocket.disabled:
         out.add(WEBSOCKET)
+    if config.sse.enabled:
+        out.add(SSE)
+    if config.http_stream.enabled:
+        out.add(HTTP_STREAM)
+    if config.sse.enabled or config.http_stream.enabled:
+        out.add(EMULATION)  # mux.go: enabled automatically with either transport
+    for name, uni in (
+        (UNI_WEBSOCKET, config.uni_websocket),
+        (UNI_SSE, config.uni_sse),
+        (UNI_HTTP_STREAM, config.uni_http_stream),
+    ):
+        if uni.enabled:
+            out.add(name)
     if config.admin.enabled and config.admin.external:
         out.add(ADMIN)
     if not config.http_api.disabled and config.http_api.external:

@@ -7,50 +7,14 @@ order); ``client_ca_pem`` makes client certificates required and verified.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import ssl
 import tempfile
 
-from relay.config.tree import TLSConfig
+from relay.config.pem import TLSConfigError, load_pem
+from relay.config.proxy_tree import TLSConfig
 
-__all__ = ["TLSConfigError", "load_pem", "server_context"]
-
-
-class TLSConfigError(ValueError):
-    """A TLS block that cannot be turned into a context (relay refuses to start)."""
-
-
-def _is_pem(data: bytes) -> bool:
-    begin = data.find(b"-----BEGIN ")
-    return begin >= 0 and data.find(b"-----END ", begin) > begin
-
-
-def load_pem(value: str, what: str) -> bytes:
-    """The PEM bytes ``value`` stands for (raw, base64 or a file path)."""
-    raw = value.encode()
-    if _is_pem(raw):
-        return raw
-    try:
-        decoded = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        decoded = b""
-    if _is_pem(decoded):
-        return decoded
-    if os.path.exists(value):
-        try:
-            with open(value, "rb") as f:
-                content = f.read()
-        except OSError as exc:
-            raise TLSConfigError(f"{what}: error reading file: {exc}") from None
-        if not _is_pem(content):
-            raise TLSConfigError(f'{what}: file "{value}" contains invalid PEM data')
-        return content
-    raise TLSConfigError(
-        f"{what}: invalid PEM data: not a valid file path, base64-encoded PEM content, "
-        "or raw PEM content"
-    )
+__all__ = ["TLSConfigError", "client_context", "load_pem", "server_context"]
 
 
 def server_context(cfg: TLSConfig, entity: str) -> ssl.SSLContext:
@@ -60,9 +24,38 @@ def server_context(cfg: TLSConfig, entity: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if not (cfg.cert_pem and cfg.key_pem):
         raise TLSConfigError(f"{entity}: cert_pem and key_pem are required for a server")
+    _load_key_pair(ctx, cfg, entity)
+    if cfg.client_ca_pem:
+        ca = load_pem(cfg.client_ca_pem, f"{entity}.client_ca_pem")
+        try:
+            ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+        except ssl.SSLError as exc:
+            raise TLSConfigError(f"{entity}: no valid client CA certificates: {exc}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def client_context(cfg: TLSConfig, entity: str) -> ssl.SSLContext:
+    """A client-side context for ``cfg`` (proxies to the backend): its CA or the system's,
+    ``insecure_skip_verify``, ``server_name`` and a client certificate when given."""
+    ctx = ssl.create_default_context()
+    if cfg.server_ca_pem:
+        ca = load_pem(cfg.server_ca_pem, f"{entity}.server_ca_pem")
+        ctx = ssl.create_default_context(cadata=ca.decode("ascii", "replace"))
+    if cfg.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cfg.cert_pem and cfg.key_pem:
+        _load_key_pair(ctx, cfg, entity)
+    return ctx
+
+
+def _load_key_pair(ctx: ssl.SSLContext, cfg: TLSConfig, entity: str) -> None:
+    """``cert_pem`` + ``key_pem`` into ``ctx``. ssl loads a key pair from files only:
+    private temporary files, removed at once."""
     cert = load_pem(cfg.cert_pem, f"{entity}.cert_pem")
     key = load_pem(cfg.key_pem, f"{entity}.key_pem")
-    # ssl loads a key pair from files only: a private temporary file, removed at once.
     with tempfile.TemporaryDirectory(prefix="relay-tls-") as tmp:
         cert_path, key_path = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
         for path, data in ((cert_path, cert), (key_path, key)):
@@ -73,12 +66,3 @@ def server_context(cfg: TLSConfig, entity: str) -> ssl.SSLContext:
             ctx.load_cert_chain(cert_path, key_path)
         except ssl.SSLError as exc:
             raise TLSConfigError(f"{entity}: error create x509 key pair: {exc}") from None
-    if cfg.client_ca_pem:
-        ca = load_pem(cfg.client_ca_pem, f"{entity}.client_ca_pem")
-        try:
-            ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
-        except ssl.SSLError as exc:
-            raise TLSConfigError(f"{entity}: no valid client CA certificates: {exc}") from None
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx

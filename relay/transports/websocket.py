@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import zlib
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
@@ -34,10 +35,12 @@ from relay.fastpath import (
     build_close_frame,
     build_frame,
     frame_messages,
+    join_delimited,
 )
 from relay.node import Node
 from relay.protocol.codecs import JSON, PROTOBUF, Codec
 from relay.protocol.glob import OriginChecker
+from relay.transports.deflate import EXTENSION_RESPONSE, Deflater, TooBig, inflate, offered
 
 __all__ = [
     "Admission",
@@ -99,6 +102,8 @@ class Flusher:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[WebSocketConnection] = []
+        #: compressed messages of this turn (``Deflater.cache``), when compression is on
+        self.deflated: dict[bytes, bytes] | None = None
 
     def mark(self, conn: WebSocketConnection) -> None:
         if not self._dirty:
@@ -109,6 +114,8 @@ class Flusher:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             conn.flush()
+        if self.deflated:
+            self.deflated.clear()
 
 
 class GatewayContext:
@@ -133,6 +140,15 @@ class GatewayContext:
         self.write_timeout = ws.write_timeout
         self.queue_max_size = node.config.client.queue_max_size
         self.admission = Admission(node, loop, workers)
+        self.deflater: Deflater | None = None
+        if ws.compression:
+            self.deflater = Deflater(
+                ws.compression_level,
+                ws.compression_min_size,
+                ws.message_size_limit,
+                ws.decompressed_message_size_limit,
+            )
+            self.flusher.deflated = self.deflater.cache
 
 
 class Admission:
@@ -271,16 +287,39 @@ class Gateway(asyncio.Protocol):
         )
         if subprotocol:
             response += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
+        deflater = self.ctx.deflater
+        if deflater is not None and offered(headers.get("sec-websocket-extensions", "")):
+            response += EXTENSION_RESPONSE
+        else:
+            deflater = None
         transport = self.transport
         assert transport is not None
         transport.write((response + "\r\n").encode())
-        conn = WebSocketConnection(self.ctx, transport, codec)
+        fwd = forwarded(self.ctx, headers)
+        conn = (
+            WebSocketConnection(self.ctx, transport, codec, headers=fwd)
+            if deflater is None
+            else DeflateConnection(self.ctx, transport, codec, deflater, headers=fwd)
+        )
         transport.set_protocol(conn)
         if self.ctx.node.shutting_down:
             conn.close(DISCONNECT_SHUTDOWN)
             return
         if rest:
             conn.data_received(rest)
+
+
+def forwarded(ctx: GatewayContext, headers: dict[str, str]) -> dict[str, str] | None:
+    """The upgrade request's headers some proxy forwards (``http_headers``), named as Go
+    writes them (``X-Token``); None when no proxy forwards any (the common case)."""
+    proxies = ctx.node.proxies
+    if proxies is None or not proxies.header_names:
+        return None
+    return {
+        "-".join(part.capitalize() for part in name.split("-")): headers[name]
+        for name in proxies.header_names
+        if name in headers
+    }
 
 
 def _parse_head(head: str) -> tuple[str, str, dict[str, str]] | None:
@@ -320,7 +359,13 @@ class WebSocketConnection(asyncio.Protocol):
 
     name = "websocket"
 
-    def __init__(self, ctx: GatewayContext, transport: asyncio.Transport, codec: Codec) -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        transport: asyncio.Transport,
+        codec: Codec,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.codec = codec
@@ -333,7 +378,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._mark_dirty = ctx.flusher.mark
         self._queue_max_size = ctx.queue_max_size
-        self.client = Client(ctx.node, self, codec)
+        self.client = Client(ctx.node, self, codec, headers)
 
     # ---- inbound ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -446,3 +491,71 @@ class WebSocketConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         wait = CLOSE_WAIT - CLOSE_WRITE_DEADLINE
         self._close_timer = loop.call_later(wait, self.transport.abort)
+
+
+class DeflateConnection(WebSocketConnection):
+    """A connection that negotiated permessage-deflate (``transports/deflate.py``)."""
+
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        transport: asyncio.Transport,
+        codec: Codec,
+        deflater: Deflater,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(ctx, transport, codec, headers)
+        self.deflater = deflater
+        self.parser.deflate = True
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.parser.feed(data)
+        except FrameError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        for opcode, payload in messages:
+            if opcode & 0x40:
+                try:
+                    payload = inflate(payload, self.deflater.decompressed_limit)
+                except TooBig:
+                    self._fail(1009, "message too big after decompression")
+                    return
+                except zlib.error:
+                    # gorilla: a read error, the connection goes without a close frame
+                    self._closing = True
+                    self.transport.close()
+                    self.client.on_transport_closed()
+                    return
+                opcode &= 0x0F
+            if opcode == OP_TEXT or opcode == OP_BINARY:
+                if not self._closing:
+                    self.client.on_frame(payload)
+            elif opcode == OP_PING:
+                self.transport.write(build_frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                self._on_close_frame(payload)
+                return
+
+    def flush(self) -> None:
+        if self._closing or not self._out:
+            return
+        out, self._out, self._out_size = self._out, [], 0
+        if self.codec.binary:
+            payload = join_delimited(out)
+        else:
+            payload = out[0] if len(out) == 1 else b"\n".join(out)
+        deflater = self.deflater
+        if not deflater.wanted(len(payload)):
+            self.transport.write(build_frame(self.opcode, payload))
+        else:
+            if len(out) == 1:  # a fan-out's message: compressed once per turn
+                cache = deflater.cache
+                compressed = cache.get(out[0])
+                if compressed is None:
+                    compressed = cache[out[0]] = deflater.compress(payload)
+            else:
+                compressed = deflater.compress(payload)
+            self.transport.write(build_frame(self.opcode | 0x40, compressed))
+        if self.transport.get_write_buffer_size() > self.ctx.queue_max_size:
+            self.client.disconnect(DISCONNECT_SLOW)

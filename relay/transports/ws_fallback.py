@@ -93,7 +93,13 @@ def setup(app: web.Application, node: Node) -> None:
         )
         await ws.prepare(request)
         transport = _AiohttpTransport(ws, codec, cfg.client.queue_max_size)
-        client = transport.client = Client(node, transport, codec)
+        names = node.proxies.header_names if node.proxies is not None else ()
+        headers = {
+            "-".join(part.capitalize() for part in name.split("-")): request.headers[name]
+            for name in names
+            if name in request.headers
+        }
+        client = transport.client = Client(node, transport, codec, headers)
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()

@@ -131,6 +131,9 @@ async def test_recovery_across_node_restart(nodes: tuple[Node, Node]) -> None:
     sub = client.new_subscription("stream", events=Events())
     await client.connect()
     await sub.subscribe()
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:  # the SDK subscribes in the background
+        await asyncio.sleep(0.02)
     await b.api("publish", {"channel": "stream", "data": 0})
     deadline = time.monotonic() + 5
     while pubs != [0] and time.monotonic() < deadline:

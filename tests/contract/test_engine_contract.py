@@ -7,6 +7,9 @@ run for it). Channel names are unique per test so a shared backend needs no clea
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +18,8 @@ import pytest
 
 from relay.engines.base import Engine, PublishOptions
 from relay.engines.memory import IDEMPOTENCY_TTL, MemoryEngine
+from relay.engines.persistent import PersistentMemoryEngine
+from relay.engines.store import StreamStore
 from relay.errors import ReplyError
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 
@@ -62,8 +67,19 @@ def _memory(clock: FakeClock | None) -> Engine:
     return MemoryEngine(clock=clock)
 
 
+def _persistent(clock: FakeClock | None) -> Engine:
+    """The memory engine writing ahead to a history log (engines/persistent.py)."""
+    directory = tempfile.mkdtemp(prefix="relay-contract-")
+    atexit.register(shutil.rmtree, directory, True)
+    store = StreamStore(directory, "none")
+    if clock is None:
+        return PersistentMemoryEngine(store)
+    return PersistentMemoryEngine(store, clock=clock)
+
+
 ENGINES = [
     pytest.param(EngineSpec(_memory, supports_clock=True), id="memory"),
+    pytest.param(EngineSpec(_persistent, supports_clock=True), id="persistent"),
     # pytest.param(EngineSpec(_redis, supports_clock=False), id="redis"),
 ]
 

@@ -137,15 +137,15 @@ def test_checkconfig_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_checkconfig_lists_keys_relay_does_not_implement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = {"opentelemetry": {"enabled": True}, "websocket": {"compression": True}}
+    body = {"opentelemetry": {"enabled": True}, "websocket": {"read_buffer_size": 4096}}
     path = _config(tmp_path, body, "n.json")
     assert _run(["checkconfig", "-c", path]) == 0
     err = capsys.readouterr().err.splitlines()
     prefix = "config key is not implemented by relay and has no effect: "
-    assert err == [prefix + "opentelemetry", prefix + "websocket.compression"]
+    assert err == [prefix + "opentelemetry", prefix + "websocket.read_buffer_size"]
     assert _run(["checkconfig", "-c", path, "--strict"]) == 1
     out = capsys.readouterr().out
-    assert out == "keys relay does not implement: opentelemetry, websocket.compression\n"
+    assert out == "keys relay does not implement: opentelemetry, websocket.read_buffer_size\n"
 
 
 def test_checkconfig_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -352,18 +352,25 @@ def test_refused_versus_warned_keys(
     tmp_path: Path, served: list[Config], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Semantics-changing keys refuse, tuning knobs warn; blocks with an ``enabled``
-    switch refuse only when switched on (the helm chart's --uni_grpc.port)."""
+    switch refuse only when switched on."""
     cases: list[tuple[dict[str, object], str | None]] = [
-        ({"uni_grpc": {"port": 11000}}, None),
-        ({"uni_grpc": {"enabled": True}}, "uni_grpc"),
+        ({"webtransport": {"handler_prefix": "/wt"}}, None),
+        ({"webtransport": {"enabled": True}}, "webtransport"),
         ({"consumers": [{"name": "c", "enabled": False}]}, None),
         ({"consumers": [{"name": "c", "enabled": True}]}, "consumers"),
-        ({"proxies": [{"name": "p", "endpoint": "http://x"}]}, "proxies"),
-        ({"client": {"proxy": {"connect": {"endpoint": "http://x"}}}}, "client.proxy"),
-        ({"engine": {"redis": {"sentinel_address": ["h:26379"]}}}, "engine.redis.sentinel_address"),
-        ({"channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": True}]}},
-         "channel.namespaces.[0].subscribe_proxy_enabled"),
-        ({"websocket": {"compression": True}, "client": {"concurrency": 4}}, None),
+        ({"proxies": [{"name": "pp", "endpoint": "http://x"}]}, None),
+        ({"client": {"proxy": {"connect": {"endpoint": "http://x"}}}}, None),
+        ({"channel": {"proxy": {"map_publish": {"endpoint": "http://x"}}}},
+         "channel.proxy.map_publish"),
+        ({"engine": {"redis": {"history_use_lists": True}}}, "engine.redis.history_use_lists"),
+        ({"channel": {"namespaces": [{"name": "ns", "subscribe_stream_proxy_enabled": True}]}},
+         "channel.namespaces.[0].subscribe_stream_proxy_enabled"),
+        ({"websocket": {"read_buffer_size": 4096}, "client": {"concurrency": 4}}, None),
+        ({"uni_sse": {"enabled": True, "connect_code_to_http_response": {"enabled": True}}},
+         None),
+        ({"client": {"connect_code_to_unidirectional_disconnect": {"enabled": True}}}, None),
+        ({"shared_poll": {"enabled": True}}, "shared_poll"),
+        ({"uni_websocket": {"enabled": True, "compression": True}}, None),
     ]  # fmt: skip
     for body, key in cases:
         _config(tmp_path, body)
@@ -377,8 +384,9 @@ def test_refused_versus_warned_keys(
             assert err.startswith(f"{key} is set, but relay does not implement it"), err
     env_cases = [
         ("CENTRIFUGO_UNI_GRPC_PORT", "11000", 0),
-        ("CENTRIFUGO_UNI_GRPC_ENABLED", "true", 1),
-        ("CENTRIFUGO_SSE_ENABLED", "false", 0),
+        ("CENTRIFUGO_WEBTRANSPORT_ENABLED", "true", 1),
+        ("CENTRIFUGO_WEBTRANSPORT_ENABLED", "false", 0),
+        ("CENTRIFUGO_SSE_ENABLED", "true", 0),  # implemented
         ("CENTRIFUGO_PROXIES", '[{"name": "p"}]', 1),
         ("CENTRIFUGO_CHANNEL_NAMESPACES_NS_SUBSCRIBE_PROXY_NAME", "p", 1),
         ("CENTRIFUGO_USAGE_STATS_DISABLE", "true", 0),
@@ -457,7 +465,7 @@ def test_every_centrifugo_root_flag_is_accepted(
     assert len(served) == 1
     records = _json_lines(capsys.readouterr().err)
     keys = {r.get("key") for r in records if r["message"].startswith("config key is not")}
-    assert {"uni_grpc", "map_broker"} <= keys
+    assert "map_broker" in keys and "uni_grpc" not in keys
 
 
 def test_tls_that_cannot_load_is_refused_not_served_plain(

@@ -391,38 +391,46 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
     text = json.dumps(
         {
             "client": {
-                "proxy": {"connect": {"endpoint": "http://app/connect"}},
+                "proxy": {"connect": {"endpoint": "http://app/connect"}},  # implemented
                 "channel_position_check_delay": "40s",  # the default: no warning
                 "concurrency": 8,
             },
             "broker": {"enabled": False},  # nothing asked for: no warning
             "opentelemetry": {"enabled": True},
-            "websocket": {"compression": True},
-            "channel": {"namespaces": [{"name": "ns", "subscribe_proxy_enabled": True}]},
-            "engine": {"redis": {"sentinel_address": ["127.0.0.1:26379"]}},
+            "websocket": {"read_buffer_size": 4096},
+            "channel": {
+                "namespaces": [{"name": "ns", "subscribe_stream_proxy_enabled": True}],
+                "proxy": {"shared_poll_refresh": {"endpoint": "http://app/poll"}},
+            },
+            "engine": {"redis": {"history_use_lists": True}},
         }
     )
     result = load_config(_write(tmp_path, "c.json", text), {})
     keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
     assert keys == [
-        "channel.namespaces.[0].subscribe_proxy_enabled",
+        "channel.namespaces.[0].subscribe_stream_proxy_enabled",
+        "channel.proxy.shared_poll_refresh",
         "client.concurrency",
-        "client.proxy",
-        "engine.redis.sentinel_address",
+        "engine.redis.history_use_lists",
         "opentelemetry",
-        "websocket.compression",
+        "websocket.read_buffer_size",
     ]
     assert all(m == NOT_IMPLEMENTED_WARNING for m, _ in result.warnings)
 
 
 def test_not_implemented_flags_warn(tmp_path: Path) -> None:
-    """The helm chart's --uni_grpc.port: accepted, and the warning says it does nothing."""
-    result = load_config(None, {}, {"uni_grpc.port": 11000, "opentelemetry.enabled": True})
+    """A not-implemented block's flag is accepted, and the warning says it does nothing;
+    the helm chart's --uni_grpc.port is implemented (typed, no warning)."""
+    flags = {"uni_grpc.port": 11000, "map_broker.type": "memory", "opentelemetry.enabled": True}
+    result = load_config(None, {}, flags)
     keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
-    assert keys == ["opentelemetry", "uni_grpc"]
-    env = {"CENTRIFUGO_UNI_GRPC_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
+    assert keys == ["map_broker", "opentelemetry"]
+    assert result.config.uni_grpc.port == 11000
+    env = {"CENTRIFUGO_WEBTRANSPORT_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
     result = load_config(None, env)
-    assert result.warnings == [(NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_UNI_GRPC_ENABLED"})]
+    assert result.warnings == [
+        (NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_WEBTRANSPORT_ENABLED"})
+    ]
 
 
 # ---- precedence -----------------------------------------------------------------------
@@ -618,6 +626,9 @@ def test_readme_lists_what_schema_lists() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     block = module.render()
-    assert "`tls_autocert` (refused when enabled)" in block and "`proxies` (refused)" in block
-    assert "`compression`," in block  # warned only
+    assert (
+        "`tls_autocert` (refused when enabled)" in block
+        and "`subscribe_stream_proxy_enabled` (refused)" in block
+    )
+    assert "`read_buffer_size`," in block  # warned only
     assert module.current((root / "README.md").read_text()) == block

@@ -19,6 +19,8 @@ FUNCTIONS = [
     "encode_varint",
     "join_delimited",
     "split_delimited",
+    "fossil_create",
+    "fossil_apply",
 ]
 
 try:

@@ -18,6 +18,7 @@ from relay.protocol.protobuf_codec import decode_message
 class FakeSub:
     uid: str
     codec: Codec = JSON
+    transport_name: str = "websocket"
     pubs: list[tuple[str, Publication, bytes | None]] = field(default_factory=list)
     join_leave: list[tuple[str, bytes]] = field(default_factory=list)
 

@@ -58,6 +58,9 @@ def busy_metrics() -> Metrics:
     m.ping_pong(0.0003)
     m.api_command("publish", 0.002)
     m.api_error("publish", "102")
+    m.proxy_duration(("http", "connect", "default"), 0.003)
+    m.proxy_error(("http", "connect", "default"))
+    m.proxy_inflight(("http", "connect", "default"), 0)
     return m
 
 

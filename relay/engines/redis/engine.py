@@ -41,6 +41,7 @@ from typing import Any, Protocol, TypeVar
 from redis.exceptions import RedisError
 
 from relay.config import RedisConfig
+from relay.config.redis_address import shard_addresses
 from relay.engines.base import EventHandler, PublishOptions
 from relay.engines.memory import IDEMPOTENCY_TTL, new_epoch
 from relay.engines.redis.pubsub import PubSubLink
@@ -110,8 +111,7 @@ class RedisEngine:
     """
 
     def __init__(self, config: RedisConfig, default_meta_ttl: float, node_id: str) -> None:
-        if not config.address:
-            raise ValueError("engine.redis.address is empty")
+        self._targets = shard_addresses(config)  # ValueError: validate() said it first
         self._cfg = config
         self._prefix = config.prefix
         self._default_meta_ttl = default_meta_ttl
@@ -130,7 +130,7 @@ class RedisEngine:
 
     async def start(self) -> None:
         """Create the shard clients and start PUB/SUB links; never waits for Redis."""
-        self._shards = [Shard(i, a, self._cfg) for i, a in enumerate(self._cfg.address)]
+        self._shards = [Shard(i, a, self._cfg) for i, a in enumerate(self._targets)]
         self._links = [
             PubSubLink(s, self._io_timeout, self._on_message, self._on_lost, self._on_resub)
             for s in self._shards
@@ -146,11 +146,11 @@ class RedisEngine:
 
     @property
     def shard_count(self) -> int:
-        return len(self._cfg.address)
+        return len(self._targets)
 
     def shard_of(self, channel: str) -> int:
-        """Index of the shard (``address`` entry) that owns ``channel``."""
-        return shard_index(channel, len(self._cfg.address))
+        """Index of the shard (``address`` or ``sentinel_address`` entry) owning ``channel``."""
+        return shard_index(channel, len(self._targets))
 
     # ---- key names ----------------------------------------------------------------------
     def _client_channel(self, channel: str) -> str:

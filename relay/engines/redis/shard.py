@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import ssl
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from relay.config import RedisConfig
+from relay.config.pem import load_pem
+from relay.config.redis_address import RedisAddress, with_defaults
+from relay.config.tree import TLSConfig
 from relay.engines.redis.scripts import ALL_SCRIPTS, Script, source_of
 from relay.errors import ERROR_INTERNAL, ReplyError
 
@@ -21,10 +34,6 @@ __all__ = ["Shard", "internal", "execute", "untyped"]
 
 # every module of the package logs under the name the single-module engine used
 log = logging.getLogger("relay.engines.redis")
-
-
-def _normalize_address(address: str) -> str:
-    return address if "://" in address else f"redis://{address}"
 
 
 def internal(exc: BaseException) -> ReplyError:
@@ -44,24 +53,105 @@ def execute(client: Redis, *args: Any) -> Awaitable[Any]:
     return untyped(client.execute_command)(*args)
 
 
+def _tls_kwargs(tls: TLSConfig, entity: str, files: _PemFiles) -> dict[str, Any]:
+    """redis-py's TLS options for a ``TLSConfig`` block (as Centrifugo's ``ToGoTLSConfig``
+    on the client side: TLS 1.2 at least, system roots unless ``server_ca_pem``)."""
+    out: dict[str, Any] = {"ssl_min_version": ssl.TLSVersion.TLSv1_2}
+    if tls.server_ca_pem:
+        out["ssl_ca_data"] = load_pem(tls.server_ca_pem, f"{entity}.server_ca_pem").decode()
+    if tls.insecure_skip_verify:
+        out["ssl_cert_reqs"] = "none"
+        out["ssl_check_hostname"] = False
+    if tls.cert_pem and tls.key_pem:
+        out["ssl_certfile"] = files.write(load_pem(tls.cert_pem, f"{entity}.cert_pem"))
+        out["ssl_keyfile"] = files.write(load_pem(tls.key_pem, f"{entity}.key_pem"))
+    return out
+
+
+class _PemFiles:
+    """A private directory for the client certificate and key: redis-py reads them from
+    files at each connect. Removed when the shard closes."""
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._count = 0
+
+    def write(self, data: bytes) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="relay-redis-tls-")
+        self._count += 1
+        path = os.path.join(self._dir, f"{self._count}.pem")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return path
+
+    def remove(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def _pool(target: RedisAddress, cfg: RedisConfig, files: _PemFiles) -> ConnectionPool:
+    """The connection pool of one shard: a server (TCP, TLS or a unix socket), or the
+    master that ``target``'s sentinels name (re-asked after every connection loss, so a
+    failover is followed)."""
+    common: dict[str, Any] = {
+        "db": target.db,
+        "username": target.username or None,
+        "password": target.password or None,
+        "client_name": cfg.client_name or None,
+        "protocol": 2,  # replies (PUB/SUB messages included) as plain RESP2 arrays
+        "socket_connect_timeout": target.connect_timeout,
+        "socket_timeout": target.io_timeout,
+        # one quick retry when a pooled connection turned out to be dead
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    use_tls = target.tls or cfg.tls.enabled
+    if use_tls:
+        common.update(_tls_kwargs(cfg.tls, "engine.redis.tls", files))
+    if target.mode == "sentinel":
+        sentinel_kwargs: dict[str, Any] = {
+            "username": target.sentinel_user or cfg.sentinel_user or None,
+            "password": target.sentinel_password or cfg.sentinel_password or None,
+            "client_name": cfg.sentinel_client_name or None,
+            "socket_connect_timeout": target.connect_timeout,
+            "socket_timeout": target.io_timeout,
+        }
+        if target.sentinel_tls or cfg.sentinel_tls.enabled:
+            sentinel_kwargs["ssl"] = True
+            sentinel_kwargs.update(
+                _tls_kwargs(cfg.sentinel_tls, "engine.redis.sentinel_tls", files)
+            )
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [_host_port(a) for a in target.addresses], sentinel_kwargs=sentinel_kwargs
+        )
+        return SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            target.sentinel_master_name, sentinel, ssl=use_tls, **common
+        )
+    if target.unix:
+        return ConnectionPool(
+            connection_class=UnixDomainSocketConnection, path=target.addresses[0], **common
+        )
+    host, port = _host_port(target.addresses[0])
+    connection_class = SSLConnection if use_tls else Connection
+    return ConnectionPool(connection_class=connection_class, host=host, port=port, **common)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 class Shard:
     """Commands to one Redis server: a connection pool, scripts, key names."""
 
-    def __init__(self, index: int, address: str, cfg: RedisConfig) -> None:
+    def __init__(self, index: int, target: RedisAddress, cfg: RedisConfig) -> None:
         self.index = index
-        self.address = address
-        self.pool: ConnectionPool = ConnectionPool.from_url(
-            _normalize_address(address),
-            db=cfg.db,
-            username=cfg.user or None,
-            password=cfg.password or None,
-            client_name=cfg.client_name or None,
-            protocol=2,  # replies (PUB/SUB messages included) as plain RESP2 arrays
-            socket_connect_timeout=cfg.connect_timeout,
-            socket_timeout=cfg.io_timeout,
-            # one quick retry when a pooled connection turned out to be dead
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
+        self.target = target = with_defaults(target, cfg)
+        self.address = ",".join(target.addresses)
+        self._files = _PemFiles()
+        self.pool: ConnectionPool = _pool(target, cfg, self._files)
         self.client: Redis = Redis(connection_pool=self.pool)
 
     def new_pubsub_connection(self) -> AbstractConnection:
@@ -109,3 +199,4 @@ class Shard:
     async def close(self) -> None:
         await self.client.aclose()
         await self.pool.disconnect()
+        self._files.remove()

@@ -47,6 +47,8 @@ def shard_index(channel: str, shards: int) -> int:
 def encode_pub(pub: Publication) -> bytes:
     d = pub.to_dict()
     d.pop("offset", None)
+    if pub.delta:  # centrifuge broker_redis.go: protoPub.Delta = opts.UseDelta
+        d["delta"] = True
     return encode_message("Publication", d)
 
 
@@ -74,6 +76,7 @@ def decode_pub(data: bytes, offset: int = 0) -> Publication:
         tags=d.get("tags") or None,
         time=int(d.get("time", 0)),
         data_json=json_codec.is_json(payload),
+        delta=bool(d.get("delta", False)),
     )
 
 

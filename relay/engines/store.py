@@ -1,0 +1,608 @@
+"""A shard owner's history on local disk: an append-only segment log (relay extension).
+
+Used by ``engines/persistent.py`` when ``engine.memory.persistence.dir`` is set. The
+in-memory streams stay the index every read is served from; this log only has to
+rebuild them after a restart.
+
+Layout of one owner's directory (``<dir>/worker-<id>/``):
+
+* ``NNNNNNNN.log`` segments, appended to in order; only the newest is written.
+* ``NNNNNNNN.snap``: the retained state as it was when segment ``NNNNNNNN`` began
+  (written by a compaction); a start replays the newest snapshot, then the segments
+  numbered from it up.
+* A segment or snapshot is a sequence of records ``[u32 length][u32 crc32(payload)]
+  [payload]`` (little endian), ``payload`` one msgpack array of entries: one record per
+  commit (a publish, a batch, a snapshot chunk), so the CRC and the write are paid per
+  group, not per publication.
+
+Entries (msgpack arrays, first element the kind):
+
+* ``[PUB, channel, offset, data, info, tags, time, data_json, delta]`` a publication
+  (``info``: ``[user, client, conn_info, chan_info]`` or nil);
+* ``[STATE, channel, epoch, top, kept, items_expire, meta_expire]`` the stream's
+  position after the entries before it; ``kept``: how many of its latest publications
+  are retained (older ones are dropped at replay), expiries as Unix seconds;
+* ``[IDEM, channel, key, offset, epoch, expire]`` an idempotent publish's result;
+* ``[SNAPSHOT]`` first entry of a snapshot: everything before it is superseded.
+
+Guarantees:
+
+1. A record is applied whole or not at all (CRC over the payload, length first).
+2. Reading stops at the first record that is short, fails its CRC or does not decode;
+   the file is cut there (a warning says how many bytes were dropped), so a torn tail
+   after a power loss or kill costs only the unfinished record and never stops a start.
+3. A compaction moves appends to a new segment, and a forked child writes the state of
+   that instant (its copy-on-write memory) to a temporary file and fsyncs it; only then
+   is it renamed into place and are older files deleted. At every instant the directory
+   replays to the state of the last completed commit, and the event loop never waits
+   for a snapshot to be written.
+4. ``append`` either writes the whole record or leaves the file as it was (a short
+   write is cut back) and raises ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from relay.protocol.messages import ClientInfo, Publication
+
+__all__ = [
+    "PUB",
+    "STATE",
+    "IDEM",
+    "SNAPSHOT",
+    "SyncPolicy",
+    "StoreError",
+    "LoadedStream",
+    "Loaded",
+    "StreamStore",
+    "encode_record",
+    "scan_records",
+    "pub_entry",
+    "replay",
+]
+
+log = logging.getLogger("relay.store")
+
+PUB, STATE, IDEM, SNAPSHOT = 0, 1, 2, 3
+SyncPolicy = Literal["interval", "always", "none"]
+
+_HEADER = struct.Struct("<II")
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(list[list[Any]])
+#: Compact once the log holds this much more than the last snapshot (and twice it).
+COMPACT_MIN_BYTES = 16 * 1024 * 1024
+#: Snapshot records carry at most this many entries each.
+SNAPSHOT_CHUNK = 20_000
+
+
+class StoreError(Exception):
+    """The log could not be written (disk full, quota, I/O error)."""
+
+
+# ---- pure encoding ---------------------------------------------------------------------
+
+
+def encode_record(entries: list[Any]) -> bytes:
+    """One record: header (length, CRC-32 of the payload) + msgpack payload."""
+    payload = _ENCODER.encode(entries)
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def scan_records(buf: bytes | memoryview) -> tuple[list[list[list[Any]]], int]:
+    """Decode every valid record from the start of ``buf``.
+
+    Returns the records' entry lists and the end of the last valid record: bytes after
+    it are a torn or corrupt tail.
+    """
+    out: list[list[list[Any]]] = []
+    pos, size, header = 0, len(buf), _HEADER.size
+    view = memoryview(buf)
+    while pos + header <= size:
+        length, crc = _HEADER.unpack_from(view, pos)
+        end = pos + header + length
+        if end > size:
+            break
+        payload = view[pos + header : end]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            out.append(_DECODER.decode(payload))
+        except msgspec.DecodeError:
+            break
+        pos = end
+    return out, pos
+
+
+def pub_entry(channel: str, pub: Publication) -> tuple[Any, ...]:
+    """The log entry of a publication (a tuple: msgspec writes it as an array)."""
+    info = pub.info
+    return (
+        PUB,
+        channel,
+        pub.offset,
+        pub.data,
+        None if info is None else (info.user, info.client, info.conn_info, info.chan_info),
+        pub.tags,
+        pub.time,
+        pub.data_json,
+        pub.delta,
+    )
+
+
+@dataclass(slots=True)
+class LoadedStream:
+    """A stream as the log describes it (expiries in Unix seconds)."""
+
+    epoch: str
+    top: int = 0
+    items: list[Publication] = field(default_factory=list)
+    items_expire: float = 0.0
+    meta_expire: float = 0.0
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What a directory replays to: streams and idempotency results still alive."""
+
+    streams: dict[str, LoadedStream] = field(default_factory=dict)
+    #: (channel, key) -> (offset, epoch, expire as Unix seconds)
+    idempotency: dict[tuple[str, str], tuple[int, str, float]] = field(default_factory=dict)
+    records: int = 0
+    publications: int = 0
+
+
+def replay(records: Iterable[list[list[Any]]], into: Loaded | None = None) -> Loaded:
+    """Apply records in order (pure). Expired state is kept; ``Loaded.prune`` drops it."""
+    state = into if into is not None else Loaded()
+    streams = state.streams
+    pending: dict[str, list[Publication]] = {}
+    for entries in records:
+        state.records += 1
+        for e in entries:
+            kind = e[0]
+            if kind == PUB:
+                info = e[4]
+                ci = None if info is None else ClientInfo(info[0], info[1], info[2], info[3])
+                delta = len(e) > 8 and bool(e[8])
+                pub = Publication(e[3], ci, e[2], e[5], e[6], e[7], delta)
+                items = pending.get(e[1])
+                if items is None:
+                    items = pending[e[1]] = []
+                items.append(pub)
+                state.publications += 1
+            elif kind == STATE:
+                channel, epoch, top, kept = e[1], e[2], e[3], e[4]
+                stream = streams.get(channel)
+                if stream is None or stream.epoch != epoch:
+                    stream = streams[channel] = LoadedStream(epoch)
+                new = pending.pop(channel, None)
+                if new:
+                    stream.items.extend(p for p in new if p.offset <= top)
+                stream.top = top
+                if kept <= 0:
+                    stream.items.clear()
+                elif len(stream.items) > kept:
+                    del stream.items[: len(stream.items) - kept]
+                stream.items_expire, stream.meta_expire = e[5], e[6]
+            elif kind == IDEM:
+                state.idempotency[(e[1], e[2])] = (e[3], e[4], e[5])
+            elif kind == SNAPSHOT:
+                streams.clear()
+                state.idempotency.clear()
+                pending.clear()
+    return state
+
+
+def prune(state: Loaded, now: float) -> Loaded:
+    """Drop streams whose meta expired, items whose TTL passed, expired idempotency."""
+    for channel in [c for c, s in state.streams.items() if s.meta_expire <= now]:
+        del state.streams[channel]
+    for stream in state.streams.values():
+        if stream.items_expire <= now:
+            stream.items.clear()
+    for key in [k for k, v in state.idempotency.items() if v[2] <= now]:
+        del state.idempotency[key]
+    return state
+
+
+# ---- the directory ---------------------------------------------------------------------
+
+
+def _files(directory: str, suffix: str) -> list[tuple[int, str]]:
+    """``(number, path)`` of the files ``NNNNNNNN<suffix>``, in order."""
+    out = []
+    for name in os.listdir(directory):
+        stem = name[: -len(suffix)]
+        if name.endswith(suffix) and stem.isdigit():
+            out.append((int(stem), os.path.join(directory, name)))
+    return sorted(out)
+
+
+def _write_snapshot(path: str, chunks: Iterator[list[Any]]) -> None:
+    """Write ``chunks`` as records (the first one led by ``SNAPSHOT``) and fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        first = [(SNAPSHOT,)]
+        for chunk in chunks:
+            view = memoryview(encode_record(first + chunk))
+            first = []
+            while view:
+                view = view[os.write(fd, view) :]
+        if first:
+            os.write(fd, encode_record(first))
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StreamStore:
+    """One owner's log: load once, then append records; compaction and fsync policy.
+
+    ``sync``: ``always`` fdatasyncs before ``append`` returns; ``interval`` (default) from
+    a background thread at most ``sync_interval`` seconds after a write; ``none`` leaves it
+    to the OS. Every policy has written the record to the OS before ``append`` returns, so a
+    killed process loses nothing that was acknowledged; the policy bounds what a power
+    loss or kernel crash can take.
+    """
+
+    def __init__(
+        self, directory: str, sync: SyncPolicy = "interval", sync_interval: float = 1.0
+    ) -> None:
+        self.directory = directory
+        self.sync = sync
+        self.sync_interval = sync_interval
+        self._fd = -1
+        self._seq = 0
+        self._size = 0  # bytes in the active segment
+        self._grown = 0  # bytes appended since the point of the last snapshot
+        self._compacting: tuple[int, int] | None = None  # (child pid, segment number)
+        self._snapshot_bytes = 0  # bytes of the snapshot that began the active segment
+        self._unsynced = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failed = False  # the last append failed (logged once until one succeeds)
+
+    # ---- load ----------------------------------------------------------------------
+    def load(self, now: float) -> Loaded:
+        """Replay the directory (cutting a bad tail), open the newest segment for append.
+
+        Replays the newest snapshot ``S.snap`` and then the segments numbered ``S`` and
+        up, in order; older files are what a finished compaction left to delete.
+
+        Also ignores SIGXFSZ (when called on the main thread): a file-size limit
+        (``RLIMIT_FSIZE``, a quota) then makes a write fail with EFBIG, which fails the
+        publish, instead of killing the process.
+        """
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:
+            pass
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):
+            if name.endswith(".tmp"):
+                os.unlink(os.path.join(self.directory, name))  # an unfinished compaction
+        snaps = _files(self.directory, ".snap")
+        base = snaps[-1][0] if snaps else 0
+        state = Loaded()
+        if snaps:
+            replay(self._read(snaps[-1][1]), state)
+            self._snapshot_bytes = os.path.getsize(snaps[-1][1])
+        self._remove_before(base)
+        segments = [(seq, path) for seq, path in _files(self.directory, ".log") if seq >= base]
+        for seq, path in segments:
+            replay(self._read(path), state)
+            self._seq, self._size = seq, os.path.getsize(path)
+            self._grown += self._size
+        if not segments:
+            self._seq, self._size = max(base, 1), 0
+        path = os.path.join(self.directory, f"{self._seq:08d}.log")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if not segments:
+            _fsync_dir(self.directory)
+        return prune(state, now)
+
+    def _read(self, path: str) -> list[list[list[Any]]]:
+        with open(path, "rb") as fh:
+            buf = fh.read()
+        records, end = scan_records(buf)
+        if end < len(buf):
+            log.warning(
+                "history log %s: cut at byte %d (%d bytes of a torn or corrupt record "
+                "dropped)", path, end, len(buf) - end,
+            )  # fmt: skip
+            with open(path, "r+b") as fh:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
+        return records
+
+    def _remove_before(self, seq: int) -> None:
+        """Delete the segments and snapshots that the snapshot ``seq`` supersedes."""
+        for suffix in (".log", ".snap"):
+            for old, path in _files(self.directory, suffix):
+                if old < seq:
+                    os.unlink(path)
+
+    def start_sync_thread(self) -> None:
+        if self.sync == "interval" and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._sync_loop, name="relay-store-sync", daemon=True
+            )
+            self._thread.start()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.sync_interval):
+            self.flush()
+
+    def flush(self) -> None:
+        """fdatasync the active segment if anything was written since the last one."""
+        with self._lock:
+            if self._unsynced and self._fd >= 0:
+                self._unsynced = False
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    log.error("history log fsync failed: %s", exc)
+
+    # ---- append --------------------------------------------------------------------
+    def append(self, entries: list[Any]) -> None:
+        """Write one record; on failure the file is left as it was and StoreError raised."""
+        record = encode_record(entries)
+        fd = self._fd
+        try:
+            written = os.write(fd, record)
+            while written < len(record):
+                written += os.write(fd, record[written:])
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass
+            if not self.failed:
+                self.failed = True
+                log.error("history log write failed, publishes get error 100: %s", exc)
+            raise StoreError(str(exc)) from exc
+        if self.failed:
+            self.failed = False
+            log.warning("history log writable again")
+        self._size += len(record)
+        self._grown += len(record)
+        if self.sync == "always":
+            os.fdatasync(fd)
+        else:
+            self._unsynced = True
+
+    @property
+    def size(self) -> int:
+        """Bytes in the active segment."""
+        return self._size
+
+    @property
+    def grown(self) -> int:
+        """Bytes appended since the last snapshot's point (all segments replayed after it)."""
+        return self._grown
+
+    def should_compact(self) -> bool:
+        grown = self._grown
+        return (
+            self._compacting is None
+            and grown > COMPACT_MIN_BYTES
+            and grown > 2 * self._snapshot_bytes
+        )
+
+    # ---- compaction ----------------------------------------------------------------
+    def compact(self, chunks: Callable[[], Iterator[list[Any]]], wait: bool = False) -> bool:
+        """Start a compaction: appends move to a new segment ``N``, and a forked child
+        writes ``chunks()`` (the state as of now, read from its copy-on-write memory) to
+        ``N.snap.tmp`` and fsyncs it; ``poll_compaction`` renames it into place and
+        deletes what it supersedes. The event loop never waits for the snapshot.
+
+        Returns False if one is running already or the new segment cannot be made.
+        """
+        if self._compacting is not None:
+            return False
+        seq = self._seq + 1
+        try:
+            fd = os.open(
+                os.path.join(self.directory, f"{seq:08d}.log"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600,
+            )  # fmt: skip
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            log.error("history log compaction not started: %s", exc)
+            return False
+        with self._lock:
+            old, self._fd = self._fd, fd
+            if self._unsynced and old >= 0:
+                os.fdatasync(old)  # what the old segment holds is durable before it ends
+            self._unsynced = False
+        if old >= 0:
+            os.close(old)
+        self._seq, self._size, self._grown = seq, 0, 0
+        tmp = os.path.join(self.directory, f"{seq:08d}.snap.tmp")
+        pid = os.fork()
+        if pid == 0:  # the child: write, fsync, exit; never returns
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                _write_snapshot(tmp, chunks())
+                code = 0
+            finally:
+                os._exit(code)
+        self._compacting = (pid, seq)
+        if wait:
+            while self._compacting is not None:
+                self.poll_compaction(block=True)
+        return True
+
+    def poll_compaction(self, block: bool = False) -> None:
+        """Finish a compaction whose child exited: rename the snapshot, drop old files."""
+        if self._compacting is None:
+            return
+        pid, seq = self._compacting
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if not done:
+            return
+        self._compacting = None
+        tmp = os.path.join(self.directory, f"{seq:08d}.snap.tmp")
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error("history log compaction failed (snapshot child exited with %s)", status)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return
+        final = tmp[: -len(".tmp")]
+        try:
+            os.rename(tmp, final)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            log.error("history log compaction not finished: %s", exc)
+            return
+        self._remove_before(seq)
+        self._snapshot_bytes = os.path.getsize(final)
+        log.info("history log compacted: snapshot %s, %d bytes", final, self._snapshot_bytes)
+
+    def close(self) -> None:
+        """Stop the sync thread, fsync and close (after this, appends fail)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            if self._fd >= 0:
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    log.error("history log fsync at close failed: %s", exc)
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
+
+
+def _read_layout(directory: str) -> tuple[int, int] | None:
+    """(workers, generation) from ``<dir>/layout``, or None when there is none yet."""
+    try:
+        with open(os.path.join(directory, "layout")) as fh:
+            fields = dict(part.split("=", 1) for part in fh.read().split())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise StoreError(f"{directory}/layout is not readable: {exc}") from exc
+    return int(fields["workers"]), int(fields.get("generation", "0"))
+
+
+def _write_layout(directory: str, workers: int, generation: int) -> None:
+    path = os.path.join(directory, "layout")
+    with open(path + ".tmp", "w") as fh:
+        fh.write(f"workers={workers} generation={generation}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(path + ".tmp", path)
+    _fsync_dir(directory)
+
+
+def _root(directory: str, generation: int) -> str:
+    return directory if generation == 0 else os.path.join(directory, f"g{generation}")
+
+
+def claim_layout(directory: str, workers: int, now: float | None = None) -> str:
+    """The folder that holds the ``worker-<id>`` directories for ``workers`` workers.
+
+    ``<dir>/layout`` records how many workers wrote the history (channels are hashed over
+    them) and its generation. Started with another number, the history is first
+    repartitioned: every stream and idempotency result is read and written as a
+    snapshot into the directory of its new owner, in a new generation folder
+    ``<dir>/g<G>/``; replacing ``layout`` commits it, then the old folders are deleted. A
+    start interrupted at any point finds either the old or the new generation whole.
+    """
+    os.makedirs(directory, exist_ok=True)
+    found = _read_layout(directory)
+    if found is None:
+        _write_layout(directory, workers, 0)
+        return directory
+    old_workers, generation = found
+    if old_workers != workers:
+        generation = _repartition(directory, old_workers, generation, workers, now)
+    for name in os.listdir(directory):  # an interrupted repartition's folder
+        if name[:1] == "g" and name[1:].isdigit() and int(name[1:]) != generation:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return _root(directory, generation)
+
+
+def _repartition(
+    directory: str, old_workers: int, generation: int, workers: int, now: float | None
+) -> int:
+    from relay.cluster.shards import ShardMap
+
+    started = time.monotonic()
+    now = time.time() if now is None else now
+    old_root, new_gen = _root(directory, generation), generation + 1
+    new_root = _root(directory, new_gen)
+    shutil.rmtree(new_root, ignore_errors=True)
+    shards = ShardMap(workers)
+    parts = [Loaded() for _ in range(workers)]
+    for worker in range(old_workers):
+        path = os.path.join(old_root, f"worker-{worker}")
+        if not os.path.isdir(path):
+            continue
+        store = StreamStore(path, "none")
+        loaded = store.load(now)
+        store.close()
+        for channel, stream in loaded.streams.items():
+            parts[shards.owner(channel)].streams[channel] = stream
+        for key, value in loaded.idempotency.items():
+            parts[shards.owner(key[0])].idempotency[key] = value
+    channels = 0
+    for worker, part in enumerate(parts):
+        target = os.path.join(new_root, f"worker-{worker}")
+        os.makedirs(target)
+        _write_snapshot(os.path.join(target, "00000001.snap"), _loaded_chunks(part))
+        _fsync_dir(target)
+        channels += len(part.streams)
+    _fsync_dir(new_root)
+    _write_layout(directory, workers, new_gen)  # the commit point
+    for worker in range(old_workers):
+        shutil.rmtree(os.path.join(old_root, f"worker-{worker}"), ignore_errors=True)
+    if old_root != directory:
+        shutil.rmtree(old_root, ignore_errors=True)
+    log.warning(
+        "history in %s repartitioned from %d to %d workers: %d channels in %.2f s",
+        directory, old_workers, workers, channels, time.monotonic() - started,
+    )  # fmt: skip
+    return new_gen
+
+
+def _loaded_chunks(state: Loaded) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for channel, s in state.streams.items():
+        chunk.extend(pub_entry(channel, pub) for pub in s.items)
+        chunk.append((STATE, channel, s.epoch, s.top, len(s.items), s.items_expire, s.meta_expire))
+        if len(chunk) >= SNAPSHOT_CHUNK:
+            yield chunk
+            chunk = []
+    for (channel, key), (offset, epoch, expire) in state.idempotency.items():
+        chunk.append((IDEM, channel, key, offset, epoch, expire))
+    yield chunk
