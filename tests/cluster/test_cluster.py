@@ -379,3 +379,52 @@ async def test_grpc_api_served_by_every_worker_process(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+async def test_proxies_from_worker_processes(tmp_path: Path) -> None:
+    """Connect and RPC proxies called by the forked workers (each opens its own HTTP
+    client after the fork): clients on both workers get the backend's user and answers."""
+    from tests.integration.proxy_backend import Backend
+    from tests.integration.wsutil import RawClient
+
+    backend = await Backend().start()
+    backend.script("connect", lambda body: {"result": {"user": f"u-{body['data']['n']}"}})
+    backend.script("rpc", lambda body: {"result": {"data": {"user": body["user"]}}})
+    try:
+        proxy = {"endpoint": f"{backend.url}/connect", "timeout": "1s"}
+        cfg = tmp_path / "config.json"
+        cfg.write_text(json.dumps({
+            **CONFIG,
+            "client": {**CONFIG["client"], "proxy": {"connect": {"enabled": True, **proxy}}},
+            "rpc": {"proxy": {"endpoint": f"{backend.url}/rpc", "timeout": "1s"},
+                    "without_namespace": {"proxy_enabled": True}},
+        }))  # fmt: skip
+        port = free_port()
+        proc = spawn_relay(cfg, port, workers=2)
+        try:
+            await wait_port(port)
+            await asyncio.sleep(0.5)
+            url = f"ws://127.0.0.1:{port}/connection/websocket"
+            clients = [await RawClient.open(url) for _ in range(4)]  # spread over both
+            for n, c in enumerate(clients):
+                reply = await c.connect(data={"n": n})
+                assert reply["connect"]["client"], reply
+                rpc = await c.call("rpc", {"method": "who"})
+                assert rpc["rpc"]["data"] == {"user": f"u-{n}"}
+            assert len(backend.requests("connect")) == 4 and len(backend.requests("rpc")) == 4
+            await asyncio.sleep(1.2)  # the per-worker gauge is set once a second
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    workers = [
+                        ln for ln in (await r.text()).splitlines()
+                        if ln.startswith("relay_worker_connections{")
+                    ]  # fmt: skip
+            for c in clients:
+                await c.close()
+            # each worker held some of them, so each made its own proxy calls
+            assert len(workers) == 2 and all(float(ln.split()[-1]) >= 1 for ln in workers)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+    finally:
+        await backend.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ class Backend:
             return web.json_response({"result": {}})
         if answer == STATUS_500:
             return web.Response(status=500, text="boom")
+        if isinstance(answer, str) and answer.startswith("status:"):  # any HTTP status
+            return web.Response(status=int(answer[7:]), text="no")
         if answer == BAD_JSON:
             return web.Response(text='{"result": ', content_type="application/json")
         if answer == HUGE:
@@ -65,16 +68,18 @@ class Backend:
         text = answer if isinstance(answer, str) else json.dumps(answer)
         return web.Response(text=text, content_type="application/json")
 
-    async def start(self) -> Backend:
+    async def start(self, tls: ssl.SSLContext | None = None) -> Backend:
+        """Serve on a free port; over HTTPS (``localhost``) with ``tls``."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/{kind}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        site = web.SockSite(self._runner, sock)
+        site = web.SockSite(self._runner, sock, ssl_context=tls)
         await site.start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        port = sock.getsockname()[1]
+        self.url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
         return self
 
     async def stop(self) -> None:

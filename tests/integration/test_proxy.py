@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -505,3 +506,59 @@ async def test_client_gone_during_a_call(
         again = await connected(srv, backend)
         assert (await again.call("rpc", {"method": "m"}))["rpc"] == {}
         await again.close()
+
+
+# ---- HTTP options: status transforms, TLS ------------------------------------------------
+async def test_status_to_code_transforms(
+    tmp_path: Path, backend: Backend, server_factory: Any
+) -> None:
+    """``http.status_to_code_transforms`` (centrifugo ``proxy/http.go``
+    ``transformHTTPStatusError``): the first rule for the status wins; ``to_error``
+    answers the command, ``to_disconnect`` closes; an unmatched status stays 100."""
+    transforms = [
+        {"status_code": 403, "to_error": {"code": 1403, "message": "forbidden"}},
+        {"status_code": 403, "to_error": {"code": 1999, "message": "never: the first wins"}},
+        {"status_code": 401, "to_disconnect": {"code": 4401, "reason": "unauthorized"}},
+    ]
+    cfg = proxy_config(
+        tmp_path, backend.url, rpc__proxy__http={"status_to_code_transforms": transforms}
+    )
+    async with server_factory(cfg) as srv:
+        c = await connected(srv, backend)
+        backend.script("rpc", "status:403")
+        reply = await c.call("rpc", {"method": "m"})
+        assert reply["error"] == {"code": 1403, "message": "forbidden"}
+        backend.script("rpc", "status:418")
+        assert (await c.call("rpc", {"method": "m"}))["error"] == INTERNAL
+        backend.script("rpc", "status:401")
+        await c.send({"id": 77, "rpc": {"method": "m"}})
+        assert await c.closed() == (4401, "unauthorized")
+
+
+async def test_https_backend_with_its_ca(tmp_path: Path, server_factory: Any) -> None:
+    """``http.tls`` with ``server_ca_pem``: the backend's certificate is verified against
+    it; without it (system roots) the same backend is not trusted: error 100."""
+    from tests.tlsutil import make_certs
+
+    certs = make_certs(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(certs.cert), str(certs.key))
+    https = await Backend().start(tls=server_ctx)
+    try:
+        https.script("rpc", {"result": {"data": {"over": "tls"}}})
+        for tls, expected in (
+            ({"enabled": True, "server_ca_pem": str(certs.ca)}, {"data": {"over": "tls"}}),
+            ({"enabled": False}, None),
+        ):
+            cfg = proxy_config(tmp_path, https.url, rpc__proxy__http={"tls": tls}, client__proxy={})
+            async with server_factory(cfg) as srv:
+                c = await RawClient.open(srv.ws_url)
+                await c.connect(token=token("t"))
+                reply = await c.call("rpc", {"method": "m"})
+                if expected is None:
+                    assert reply["error"] == INTERNAL
+                else:
+                    assert reply["rpc"] == expected, reply
+                await c.close()
+    finally:
+        await https.stop()

@@ -14,6 +14,7 @@ import pytest
 
 from relay.proxy import proxy_pb2 as pb
 from relay.proxy.grpc import SERVICE
+from tests.conftest import token
 from tests.integration.proxy_backend import Backend
 from tests.integration.sdk_helpers import SDKPool, decoded, payload, subscription
 from tests.integration.test_proxy import INTERNAL, proxy_config
@@ -53,7 +54,7 @@ class GrpcBackend:
             response_serializer=lambda m: m.SerializeToString(),
         )
 
-    async def start(self) -> GrpcBackend:
+    async def start(self, credentials: grpc.ServerCredentials | None = None) -> GrpcBackend:
         methods = {
             "Connect": (pb.ConnectRequest, pb.ConnectResponse),
             "RPC": (pb.RPCRequest, pb.RPCResponse),
@@ -65,9 +66,13 @@ class GrpcBackend:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),)
         )
-        port = self.server.add_insecure_port("127.0.0.1:0")
+        if credentials is None:
+            port = self.server.add_insecure_port("127.0.0.1:0")
+            self.target = f"127.0.0.1:{port}"
+        else:  # the test certificate names localhost
+            port = self.server.add_secure_port("localhost:0", credentials)
+            self.target = f"localhost:{port}"
         await self.server.start()
-        self.target = f"127.0.0.1:{port}"
         return self
 
     async def stop(self) -> None:
@@ -137,6 +142,35 @@ async def test_grpc_proxies(tmp_path: Path, grpc_backend: GrpcBackend, server_fa
         )
         await c.send({"id": 90, "rpc": {"method": "m"}})
         assert await c.closed() == (4600, "x")
+
+
+async def test_grpc_proxy_over_tls(tmp_path: Path, server_factory: Any) -> None:
+    """``grpc.tls`` with ``server_ca_pem`` (and a client certificate the backend requires):
+    calls go through; without the CA the backend is not trusted: error 100."""
+    from tests.tlsutil import make_certs
+
+    certs = make_certs(tmp_path)
+    server_creds = grpc.ssl_server_credentials(
+        [(certs.key.read_bytes(), certs.cert.read_bytes())],
+        root_certificates=certs.ca.read_bytes(),
+        require_client_auth=True,
+    )
+    backend = await GrpcBackend().start(server_creds)
+    backend.answers["RPC"] = pb.RPCResponse(result=pb.RPCResult(data=b'{"tls": 1}'))
+    try:
+        good = {"enabled": True, "server_ca_pem": str(certs.ca),
+                "cert_pem": str(certs.client_cert), "key_pem": str(certs.client_key)}  # fmt: skip
+        for tls, expected in ((good, {"data": {"tls": 1}}), ({"enabled": True}, None)):
+            proxy = {"endpoint": f"grpc://{backend.target}", "timeout": "1s", "grpc": {"tls": tls}}
+            cfg = proxy_config(tmp_path, "http://127.0.0.1:1", rpc__proxy=proxy, client__proxy={})
+            async with server_factory(cfg) as srv:
+                c = await RawClient.open(srv.ws_url)
+                await c.connect(token=token("t"))
+                reply = await c.call("rpc", {"method": "m"})
+                assert (reply.get("rpc") if expected else reply["error"]) == (expected or INTERNAL)
+                await c.close()
+    finally:
+        await backend.stop()
 
 
 async def test_grpc_backend_down(tmp_path: Path, server_factory: Any) -> None:
