@@ -26,6 +26,7 @@ from relay.errors import (
 )
 from relay.protocol import commands as cmd
 from relay.protocol import json_codec
+from relay.protocol import refresh as refresh_plans
 from relay.protocol.codecs import Codec
 from relay.protocol.messages import Publication
 from relay.protocol.session import Session
@@ -259,7 +260,7 @@ async def refresh(client: CommandClient, req: Request) -> Result:
         raise DisconnectError(DISCONNECT_BAD_REQUEST)  # server-side refresh expected
     if (key := client.ctx.connect_key(req.get("token"))) is not None:
         await _fetched(client, key)
-    plan = cmd.plan_refresh(
+    plan = refresh_plans.plan_refresh(
         req,
         client.ctx.session,
         user=client.user,
@@ -280,7 +281,7 @@ async def sub_refresh(client: CommandClient, req: Request) -> Result:
         raise DisconnectError(DISCONNECT_BAD_REQUEST)  # server-side sub refresh expected
     if (key := client.ctx.subscribe_key(req.get("token"))) is not None:
         await _fetched(client, key)
-    ch, plan = cmd.plan_sub_refresh(
+    ch, plan = refresh_plans.plan_sub_refresh(
         req,
         client.ctx.session,
         user=client.user,

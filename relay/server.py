@@ -79,7 +79,8 @@ def _memory_engine(config: Config, cluster: WorkerSpec | None) -> MemoryEngine:
     if not persistence.dir:
         return MemoryEngine(default_meta_ttl=config.channel.history_meta_ttl)
     from relay.engines.persistent import PersistentMemoryEngine
-    from relay.engines.store import StreamStore, claim_layout
+    from relay.engines.store import StreamStore
+    from relay.engines.store_layout import claim_layout
 
     worker, workers = (cluster.id, cluster.workers) if cluster is not None else (0, 1)
     root = claim_layout(persistence.dir, workers)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from relay.config.dump import config_to_dict, known_env_vars
 from relay.config.durations import format_duration, parse_duration
+from relay.config.engine_tree import EngineConfig, RedisConfig
 from relay.config.load import LoadResult, load_config
 from relay.config.schema import env_var_name
+from relay.config.transport_tree import WebsocketConfig
 from relay.config.tree import (
     AdminConfig,
     ChannelConfig,
@@ -17,18 +19,15 @@ from relay.config.tree import (
     ClientConfig,
     Config,
     EndpointConfig,
-    EngineConfig,
     HTTPAPIConfig,
     HTTPServerConfig,
     LogConfig,
     Namespace,
     NodeConfig,
     PersonalChannelConfig,
-    RedisConfig,
     ShutdownConfig,
     SubscriptionTokenConfig,
     TokenConfig,
-    WebsocketConfig,
 )
 from relay.config.validate import validate
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from relay.config.durations import parse_duration
-from relay.config.tree import RedisConfig
+from relay.config.engine_tree import RedisConfig
 from relay.errors import ConfigError
 
 __all__ = ["RedisAddress", "parse_address", "shard_addresses"]

@@ -7,7 +7,9 @@ import re
 import typing
 from collections.abc import Iterator
 
+from relay.config.engine_tree import RedisConfig
 from relay.config.proxy_tree import ChannelProxyConfig, ProxyConfig
+from relay.config.transport_tree import UniWebsocketConfig, WebsocketConfig
 from relay.config.tree import (
     AdminConfig,
     ChannelOptions,
@@ -16,9 +18,6 @@ from relay.config.tree import (
     EndpointConfig,
     HTTPServerConfig,
     PersonalChannelConfig,
-    RedisConfig,
-    UniWebsocketConfig,
-    WebsocketConfig,
 )
 
 # Leaf kinds: "bool", "int", "dur" (float seconds), "str" (also a ``Literal`` of strings,

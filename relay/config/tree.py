@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from relay.config.engine_tree import (
+    EngineConfig,
+)
 from relay.config.proxy_tree import (
     ChannelProxyConfig,
     ClientProxyConfig,
@@ -22,17 +25,22 @@ from relay.config.proxy_tree import (
     RPCConfig,
 )
 from relay.config.proxy_tree import TLSConfig as TLSConfig  # its home before proxy_tree
+from relay.config.transport_tree import (
+    ConnectCodeToUnidirectionalDisconnect,
+    EmulationConfig,
+    StreamEndpointConfig,
+    UniGrpcConfig,
+    UniStreamConfig,
+    UniWebsocketConfig,
+    WebsocketConfig,
+)
 
 RecoveryMode: TypeAlias = Literal["", "stream", "cache"]
 """``force_recovery_mode``: ``""`` means ``"stream"``."""
 PublicationDataFormat: TypeAlias = Literal["", "json", "json_object", "binary"]
 """``publication_data_format`` (channel options and ``channel``)."""
-EngineType: TypeAlias = Literal["memory", "redis"]
-"""``engine.type``."""
 ErrorMode: TypeAlias = Literal["", "transport"]
 """``http_api.error_mode`` and ``grpc_api.error_mode``."""
-PersistenceSync: TypeAlias = Literal["interval", "always", "none"]
-"""``engine.memory.persistence.sync`` (relay's own key)."""
 
 
 @dataclass(frozen=True)
@@ -205,60 +213,6 @@ class PersonalChannelConfig:
 
 
 @dataclass(frozen=True)
-class TransformedDisconnect:
-    code: int = 0
-    """Disconnect code to close with."""
-    reason: str = ""
-    """Disconnect reason (ASCII)."""
-
-
-@dataclass(frozen=True)
-class UniDisconnectTransform:
-    code: int = 0
-    """Connect error code to match."""
-    to: TransformedDisconnect = field(default_factory=TransformedDisconnect)
-    """The disconnect a uni-directional connection gets for it."""
-
-
-@dataclass(frozen=True)
-class ConnectCodeToUnidirectionalDisconnect:
-    """``client.connect_code_to_unidirectional_disconnect``: connect error codes ->
-    disconnect codes of uni-directional transports (the rest: Centrifugo's defaults)."""
-
-    enabled: bool = False
-    """Use ``transforms``."""
-    transforms: tuple[UniDisconnectTransform, ...] = ()
-    """``[{code, to: {code, reason}}]``."""
-
-
-@dataclass(frozen=True)
-class TransformedHTTPResponse:
-    status_code: int = 0
-    """HTTP status of the answer."""
-    body: str = ""
-    """Body of the answer ("" = the error's message or the disconnect's reason)."""
-
-
-@dataclass(frozen=True)
-class HTTPResponseTransform:
-    code: int = 0
-    """Connect error (or disconnect) code to match."""
-    to: TransformedHTTPResponse = field(default_factory=TransformedHTTPResponse)
-    """The HTTP answer for it."""
-
-
-@dataclass(frozen=True)
-class ConnectCodeToHTTPResponse:
-    """``uni_sse`` / ``uni_http_stream`` ``connect_code_to_http_response``: a failed
-    connect answers with an HTTP status and body instead of an opened stream."""
-
-    enabled: bool = False
-    """Answer failed connects over HTTP (matched: the transform; else 500)."""
-    transforms: tuple[HTTPResponseTransform, ...] = ()
-    """``[{code, to: {status_code, body}}]``."""
-
-
-@dataclass(frozen=True)
 class ClientConfig:
     proxy: ClientProxyConfig = field(default_factory=ClientProxyConfig)
     """Connect and refresh proxies."""
@@ -411,203 +365,6 @@ class AdminConfig:
     web_proxy_address: str = ""
     """Proxy the admin UI to this address (development).
     Not implemented by relay (warns when set)."""
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    address: tuple[str, ...] = ("redis://127.0.0.1:6379",)
-    """Redis URL(s); several are independent shards (default ``redis://127.0.0.1:6379``)."""
-    prefix: str = "centrifugo"
-    """Prefix of every Redis key and channel (default ``centrifugo``)."""
-    connect_timeout: float = 1.0
-    """Redis connect timeout (default 1s)."""
-    io_timeout: float = 4.0
-    """Timeout of every Redis command (default 4s)."""
-    db: int = 0
-    """Redis database number."""
-    user: str = ""
-    """Redis ACL user name."""
-    password: str = ""
-    """Redis password."""
-    client_name: str = ""
-    """Connection name (``CLIENT SETNAME``)."""
-    force_resp2: bool = False
-    """Use RESP2 instead of RESP3. Not implemented by relay (warns when set)."""
-    cluster_address: tuple[str, ...] = ()
-    """Redis Cluster seed addresses. Not implemented by relay (warns when set)."""
-    sentinel_address: tuple[str, ...] = ()
-    """Redis Sentinel shards: each entry a comma-separated list of sentinel ``host:port``
-    (the master is found through them and followed on failover)."""
-    sentinel_master_name: str = ""
-    """Sentinel master name (required with ``sentinel_address``)."""
-    sentinel_user: str = ""
-    """ACL user name for the sentinels."""
-    sentinel_password: str = ""
-    """Password of the sentinels."""
-    sentinel_client_name: str = ""
-    """Connection name relay gives its sentinel connections."""
-    sentinel_tls: TLSConfig = field(default_factory=TLSConfig)
-    """TLS to the sentinels (``server_ca_pem``, ``insecure_skip_verify``, client cert)."""
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    """TLS to every Redis server (``server_ca_pem``, ``insecure_skip_verify``,
-    ``cert_pem``/``key_pem`` as a client certificate)."""
-    history_use_lists: bool = False
-    """Keep history in lists instead of streams. Not implemented by relay (warns when set)."""
-    presence_ttl: float = 60.0
-    """How long a presence entry lives without refresh (default 60s)."""
-    presence_hash_field_ttl: bool = False
-    """Use hash field TTLs for presence (Redis >= 7.4).
-    Not implemented by relay (warns when set)."""
-    presence_user_mapping: bool = False
-    """Keep a user -> connections mapping for presence stats.
-    Not implemented by relay (warns when set)."""
-
-
-@dataclass(frozen=True)
-class PersistenceConfig:
-    """relay's own keys: the memory engine's history on local disk (``engines/store.py``)."""
-
-    dir: str = ""
-    """Directory of the history logs ("" = off: history lives in memory only, as in
-    Centrifugo); each worker writes ``<dir>/worker-<id>/``. Ignored by the Redis engine."""
-    sync: PersistenceSync = "interval"
-    """When the log is fsynced: ``interval`` (every ``sync_interval``), ``always``
-    (before each publish or batch is answered) or ``none`` (left to the OS)."""
-    sync_interval: float = 1.0
-    """fsync period of ``sync: interval`` (default 1s)."""
-
-
-@dataclass(frozen=True)
-class MemoryEngineConfig:
-    """relay's own keys of the memory engine."""
-
-    persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
-    """Keep history streams (epochs, offsets, publications, idempotency) on disk."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    type: EngineType = "memory"
-    """Engine: ``memory`` (default) or ``redis``."""
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    """Options of the Redis engine."""
-    memory: MemoryEngineConfig = field(default_factory=MemoryEngineConfig)
-    """relay's own key: options of the memory engine (persistence)."""
-
-
-@dataclass(frozen=True)
-class WebsocketConfig:
-    disabled: bool = False
-    """Turn the WebSocket transport off."""
-    handler_prefix: str = "/connection/websocket"
-    """Path of the WebSocket endpoint (default ``/connection/websocket``)."""
-    message_size_limit: int = 65536
-    """Max incoming message size in bytes (default 65536; larger: close 1009)."""
-    write_timeout: float = 1.0
-    """Max time of a blocked write before disconnect (default 1s)."""
-    compression: bool = False
-    """Allow permessage-deflate (no context takeover either way)."""
-    compression_level: int = 1
-    """Deflate level, -2 (Huffman only) to 9 (default 1)."""
-    compression_min_size: int = 0
-    """Compress only messages longer than this many bytes (0: all)."""
-    decompressed_message_size_limit: int = 0
-    """Max size of a received message once inflated (0: 10 x ``message_size_limit``;
-    larger: close 1009)."""
-    read_buffer_size: int = 0
-    """Read buffer size in bytes. Not implemented by relay (warns when set)."""
-    write_buffer_size: int = 0
-    """Write buffer size in bytes. Not implemented by relay (warns when set)."""
-    use_write_buffer_pool: bool = False
-    """Share write buffers between connections. Not implemented by relay (warns when set)."""
-
-
-@dataclass(frozen=True)
-class StreamEndpointConfig:
-    """``sse``, ``http_stream``: the bidirectional emulation transports
-    (``relay/transports/emulation.py``); commands arrive on ``emulation.handler_prefix``."""
-
-    enabled: bool = False
-    """Serve the endpoint (and, with either, the emulation endpoint)."""
-    handler_prefix: str = ""
-    """Path of the endpoint ("" = ``/connection/sse`` or ``/connection/http_stream``)."""
-    max_request_body_size: int = 65536
-    """Largest connect request body in bytes (default 65536; larger: HTTP 413)."""
-
-
-@dataclass(frozen=True)
-class EmulationConfig:
-    """``emulation``: where SSE and HTTP-stream clients post their commands."""
-
-    handler_prefix: str = "/emulation"
-    """Path of the emulation endpoint (default ``/emulation``)."""
-    max_request_body_size: int = 65536
-    """Largest emulation request body in bytes (default 65536; larger: HTTP 413)."""
-
-
-@dataclass(frozen=True)
-class UniStreamConfig:
-    """``uni_sse``, ``uni_http_stream``: push-only transports (``relay/transports/uni.py``)."""
-
-    enabled: bool = False
-    """Serve the endpoint."""
-    handler_prefix: str = ""
-    """Path ("" = ``/connection/uni_sse`` or ``/connection/uni_http_stream``)."""
-    max_request_body_size: int = 65536
-    """Largest connect request body in bytes (default 65536; larger: HTTP 413)."""
-    connect_code_to_http_response: ConnectCodeToHTTPResponse = field(
-        default_factory=ConnectCodeToHTTPResponse
-    )
-    """Failed connects answered over HTTP instead of a stream."""
-
-
-@dataclass(frozen=True)
-class UniWebsocketConfig:
-    """``uni_websocket``: push-only WebSocket (``relay/transports/uni.py``)."""
-
-    enabled: bool = False
-    """Serve the endpoint."""
-    handler_prefix: str = "/connection/uni_websocket"
-    """Path of the endpoint (default ``/connection/uni_websocket``)."""
-    message_size_limit: int = 65536
-    """Largest incoming message (the connect request) in bytes (default 65536)."""
-    write_timeout: float = 1.0
-    """Max time of a blocked write before disconnect (default 1s)."""
-    join_push_messages: bool = False
-    """Join the pushes of one write into one frame, newline-separated."""
-    disable_closing_handshake: bool = False
-    """Close the socket without a close frame."""
-    disable_disconnect_push: bool = False
-    """Do not send the ``disconnect`` push before the close frame."""
-    compression: bool = False
-    """Allow permessage-deflate. Not implemented by relay (warns when set)."""
-    compression_level: int = 1
-    """Deflate level (default 1). Not implemented by relay (warns when set)."""
-    compression_min_size: int = 0
-    """Min message size to compress. Not implemented by relay (warns when set)."""
-    read_buffer_size: int = 0
-    """Read buffer size in bytes. Not implemented by relay (warns when set)."""
-    write_buffer_size: int = 0
-    """Write buffer size in bytes. Not implemented by relay (warns when set)."""
-    use_write_buffer_pool: bool = False
-    """Share write buffers. Not implemented by relay (warns when set)."""
-
-
-@dataclass(frozen=True)
-class UniGrpcConfig:
-    """``uni_grpc``: push-only gRPC stream, service ``centrifugal.centrifugo.unistream``
-    (``relay/transports/uni_grpc.py``)."""
-
-    enabled: bool = False
-    """Serve the uni-directional gRPC transport."""
-    address: str = ""
-    """Address to listen on ("" = all interfaces)."""
-    port: int = 11000
-    """Port to listen on (default 11000); every worker binds it (SO_REUSEPORT)."""
-    max_receive_message_size: int = 0
-    """Largest request message in bytes (0 = gRPC's default, 4 MiB)."""
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    """TLS of the gRPC server (``client_ca_pem`` asks for client certificates)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 import typing
 
 from relay.config.durations import _NS_PER_SECOND, format_duration
+from relay.config.engine_tree import EngineType, PersistenceSync, RedisConfig
 from relay.config.jwks import validate_jwks_endpoint
 from relay.config.pem import TLSConfigError, load_pem
 from relay.config.proxy_validate import validate_proxies
@@ -14,12 +15,9 @@ from relay.config.tree import (
     ChannelConfig,
     ChannelOptions,
     Config,
-    EngineType,
     ErrorMode,
-    PersistenceSync,
     PublicationDataFormat,
     RecoveryMode,
-    RedisConfig,
     TokenConfig,
 )
 from relay.errors import ConfigError

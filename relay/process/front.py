@@ -418,7 +418,7 @@ def _mark_dead(pid: int) -> None:
 
 def _claim_history_dir(config: Config) -> None:
     """With ``engine.memory.persistence.dir``: claim it for this many workers before any
-    starts, repartitioning history written with another number (``store.claim_layout``)
+    starts, repartitioning history written with another number (``store_layout.claim_layout``)
     in a child process, so the front keeps none of it in memory. A failure stops the
     start once, instead of a crash loop of workers."""
     directory = config.engine.memory.persistence.dir
@@ -428,7 +428,7 @@ def _claim_history_dir(config: Config) -> None:
     if pid == 0:
         code = 1
         try:
-            from relay.engines.store import claim_layout
+            from relay.engines.store_layout import claim_layout
 
             claim_layout(directory, worker_count(config))
             code = 0

@@ -30,7 +30,7 @@ from relay.errors import (
 from relay.node import Node
 from relay.protocol.codecs import Codec
 from relay.protocol.glob import OriginChecker
-from relay.transports.websocket import Admission
+from relay.transports.admission import Admission
 
 __all__ = [
     "Framer",

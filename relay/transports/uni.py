@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from relay.client import Client
-from relay.config.tree import ConnectCodeToHTTPResponse
+from relay.config.transport_tree import ConnectCodeToHTTPResponse
 from relay.errors import (
     DISCONNECT_BAD_REQUEST,
     DISCONNECT_CONNECTION_CLOSED,

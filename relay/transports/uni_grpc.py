@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import grpc
     import grpc.aio
 
-    from relay.config.tree import TLSConfig, UniGrpcConfig
+    from relay.config.transport_tree import UniGrpcConfig
+    from relay.config.tree import TLSConfig
     from relay.node import Node
 
 __all__ = ["SERVICE", "UniGrpc", "parse_connect", "unwrap_push_protobuf"]

@@ -40,7 +40,9 @@ from relay.fastpath import (
 from relay.node import Node
 from relay.protocol.codecs import JSON, PROTOBUF, Codec
 from relay.protocol.glob import OriginChecker
+from relay.transports.admission import Admission
 from relay.transports.deflate import EXTENSION_RESPONSE, Deflater, TooBig, inflate, offered
+from relay.transports.ws_close import close_frame, close_reply
 
 __all__ = [
     "Admission",
@@ -58,42 +60,7 @@ MAX_HEAD = 16384
 HEAD_TIMEOUT = 10.0
 CLOSE_WAIT = 5.0  # how long the peer has to answer our close frame (centrifuge: 5 s)
 CLOSE_WRITE_DEADLINE = 1.0  # a close frame not written by then: the socket goes (1 s)
-CLOSE_NO_STATUS = 1005
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
-
-
-def close_frame(code: int, reason: str) -> bytes:
-    """The close frame of a disconnect, as Centrifugo writes it.
-
-    The code is a uint32 that goes on the wire as its low 16 bits (99999 -> 34463), and
-    1005 ("no status", which RFC 6455 forbids on the wire) is an empty close frame.
-    """
-    if code == CLOSE_NO_STATUS:
-        return build_frame(OP_CLOSE, b"")
-    return build_close_frame(code & 0xFFFF, reason)
-
-
-#: close codes a peer may send (gorilla/websocket's list, as Centrifugo checks them)
-_VALID_PEER_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013})
-
-
-def close_reply(payload: bytes) -> bytes:
-    """Our answer to the peer's close frame, as Centrifugo 6.9.1 gives it.
-
-    Under two bytes: an empty close frame. A code outside 1000-1003, 1007-1013 and
-    3000-4999, or a reason that is not UTF-8: 1002 with the reason Centrifugo writes.
-    Otherwise the peer's code, echoed without a reason.
-    """
-    if len(payload) < 2:
-        return build_frame(OP_CLOSE, b"")
-    code = int.from_bytes(payload[:2], "big")
-    if code not in _VALID_PEER_CODES and not 3000 <= code <= 4999:
-        return build_close_frame(1002, f"bad close code {code}")
-    try:
-        payload[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        return build_close_frame(1002, "invalid utf8 payload in close frame")
-    return build_close_frame(code, "")
 
 
 class Flusher:
@@ -149,35 +116,6 @@ class GatewayContext:
                 ws.decompressed_message_size_limit,
             )
             self.flusher.deflated = self.deflater.cache
-
-
-class Admission:
-    """``client.connection_limit`` and ``client.connection_rate_limit`` (HTTP 503 when hit).
-
-    Both are node-wide in Centrifugo; a worker enforces its share (limit / workers).
-    """
-
-    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop, workers: int = 1) -> None:
-        cfg = node.config.client
-        self.node = node
-        self.loop = loop
-        self.limit = -(-cfg.connection_limit // workers) if cfg.connection_limit else 0
-        self.rate = cfg.connection_rate_limit / workers if cfg.connection_rate_limit else 0.0
-        self._capacity = max(1.0, self.rate)  # a burst of one second's worth
-        self._tokens = self._capacity
-        self._refilled = loop.time()
-
-    def admit(self) -> bool:
-        if self.limit and len(self.node.hub.connections) >= self.limit:
-            return False
-        if self.rate:
-            now = self.loop.time()
-            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.rate)
-            self._refilled = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-        return True
 
 
 # =========================================================================================

@@ -289,8 +289,7 @@ async def test_connect_codes_transformed_as_configured(server_factory: Any) -> N
     ``connect_code_to_http_response`` (uni_http_stream): the answers Centrifugo 6.9.1
     gives for the same config (401 with the disconnect reason as body, 403 with the
     configured body, 500 for an unmatched code; 4109 for a transformed disconnect)."""
-    from relay.config.tree import (
-        ClientConfig,
+    from relay.config.transport_tree import (
         ConnectCodeToHTTPResponse,
         ConnectCodeToUnidirectionalDisconnect,
         HTTPResponseTransform,
@@ -298,6 +297,7 @@ async def test_connect_codes_transformed_as_configured(server_factory: Any) -> N
         TransformedHTTPResponse,
         UniDisconnectTransform,
     )
+    from relay.config.tree import ClientConfig
 
     base = uni_config()
     uni_disconnect = ConnectCodeToUnidirectionalDisconnect(

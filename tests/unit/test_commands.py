@@ -38,6 +38,7 @@ from relay.errors import (
     ReplyError,
 )
 from relay.protocol import commands as cmd
+from relay.protocol import refresh as refresh_plans
 from relay.protocol import tokens
 from relay.protocol.channels import ChannelRules, Override
 from relay.protocol.claims import ConnectTokenClaims, SubOptions, SubscribeTokenClaims
@@ -442,16 +443,22 @@ def test_unsubscribe_needs_a_channel() -> None:
 
 
 # ---- refresh, sub_refresh -------------------------------------------------------------------
-def refresh(req: dict[str, Any], ctx: cmd.SessionContext = CTX, **kw: Any) -> cmd.RefreshPlan:
-    return cmd.plan_refresh(
+def refresh(
+    req: dict[str, Any], ctx: cmd.SessionContext = CTX, **kw: Any
+) -> refresh_plans.RefreshPlan:
+    return refresh_plans.plan_refresh(
         req, ctx, **{"user": "42", "verify": connect_claims(), "now": NOW, **kw}
     )
 
 
 def test_refresh() -> None:
     plan = refresh({"token": "t"}, verify=connect_claims(exp=int(NOW) + 50, info=b"i"))
-    assert plan == cmd.RefreshPlan(b"i", NOW + 50, {"expires": True, "ttl": 50}, 50 + 25.0)
-    assert refresh({"token": "t"}) == cmd.RefreshPlan(None, None, {}, None)  # no exp: no expiry
+    assert plan == refresh_plans.RefreshPlan(
+        b"i", NOW + 50, {"expires": True, "ttl": 50}, 50 + 25.0
+    )
+    assert refresh({"token": "t"}) == refresh_plans.RefreshPlan(
+        None, None, {}, None
+    )  # no exp: no expiry
     expired = refresh({"token": "t"}, verify=connect_claims(exp=int(NOW), info=b"i"))
     assert expired.expired and expired.info == b"i"
     insecure = context(ClientConfig(insecure=True))
@@ -469,7 +476,7 @@ def test_refresh_refused() -> None:
     )
 
 
-def sub_refresh(req: dict[str, Any], **kw: Any) -> tuple[str, cmd.RefreshPlan]:
+def sub_refresh(req: dict[str, Any], **kw: Any) -> tuple[str, refresh_plans.RefreshPlan]:
     args: dict[str, Any] = {
         "user": "42",
         "uid": "c1",
@@ -477,21 +484,21 @@ def sub_refresh(req: dict[str, Any], **kw: Any) -> tuple[str, cmd.RefreshPlan]:
         "verify": sub_claims(),
         "now": NOW,
     }
-    return cmd.plan_sub_refresh(req, CTX, **{**args, **kw})
+    return refresh_plans.plan_sub_refresh(req, CTX, **{**args, **kw})
 
 
 def test_sub_refresh() -> None:
     ch, plan = sub_refresh(
         {"channel": "chat:1", "token": "t"}, verify=sub_claims(exp=int(NOW) + 10)
     )
-    assert ch == "chat:1" and plan == cmd.RefreshPlan(
+    assert ch == "chat:1" and plan == refresh_plans.RefreshPlan(
         None, NOW + 10, {"expires": True, "ttl": 10}, 10 + 25.0
     )
     # an expired token is accepted: the subscription no longer expires
     _, plan = sub_refresh(
         {"channel": "chat:1", "token": "t"}, verify=failing(tokens.SUB_REFRESH, tokens.EXPIRED)
     )
-    assert plan == cmd.RefreshPlan(None, None, {}, None)
+    assert plan == refresh_plans.RefreshPlan(None, None, {}, None)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from relay.config import load_config, validate
+from relay.config.engine_tree import RedisConfig
 from relay.config.redis_address import RedisAddress, parse_address, shard_addresses
-from relay.config.tree import RedisConfig
 from relay.errors import ConfigError
 
 

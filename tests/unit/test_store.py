@@ -12,12 +12,12 @@ from relay.engines.persistent import PersistentMemoryEngine
 from relay.engines.store import (
     STATE,
     StreamStore,
-    claim_layout,
     encode_record,
     pub_entry,
     replay,
     scan_records,
 )
+from relay.engines.store_layout import claim_layout
 from relay.errors import ReplyError
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 
