@@ -23,7 +23,7 @@ from relay.cluster.links import ClusterLink
 from relay.config import ChannelOptions, Config
 from relay.context import ClientContext
 from relay.engines.base import Engine, PublishOptions
-from relay.errors import DISCONNECT_SHUTDOWN, Disconnect, ReplyError
+from relay.errors import DISCONNECT_SHUTDOWN, ERROR_BAD_REQUEST, Disconnect, ReplyError
 from relay.hub import Connection, Hub
 from relay.metrics import Metrics
 from relay.protocol.channels import ChannelRules, check_data_format
@@ -132,8 +132,11 @@ class Node:
         self, channel: str, flt: HistoryFilter, meta_ttl: float, action: str = "history"
     ) -> HistoryResult:
         """``action``: the node action it counts as (``history``, ``history_recover``,
-        ``history_stream_top``), as Centrifugo names them."""
+        ``history_stream_top``), as Centrifugo names them. A reverse read since offset 0
+        is refused (107) before any engine is asked, as centrifuge does."""
         self.metrics.action(action)
+        if flt.reverse and flt.since is not None and flt.since.offset == 0:
+            raise ReplyError(ERROR_BAD_REQUEST)
         return await self.engine.history(channel, flt, meta_ttl)
 
     async def remove_history(self, channel: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relay.engines.base import EventHandler, PublishOptions
-from relay.errors import ERROR_BAD_REQUEST, ERROR_UNRECOVERABLE_POSITION, ReplyError
+from relay.errors import ERROR_UNRECOVERABLE_POSITION, ReplyError
 from relay.protocol.messages import (
     ClientInfo,
     HistoryFilter,
@@ -197,9 +197,9 @@ class MemoryEngine:
         items = list(stream.items)
         if since is not None:
             if flt.reverse:
-                if since.offset == 0:
-                    raise ReplyError(ERROR_BAD_REQUEST)
-                items = [p for p in items if p.offset < since.offset]
+                # past the top (offset - 1 > top) reads nothing, as centrifuge's stream does
+                past_top = since.offset > stream.top + 1
+                items = [] if past_top else [p for p in items if p.offset < since.offset]
             else:
                 items = [p for p in items if p.offset > since.offset]
         if flt.reverse:

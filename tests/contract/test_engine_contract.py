@@ -286,6 +286,8 @@ async def test_history_read_extends_meta_ttl(engine_factory: Factory, channel: s
         (4, 2, True, [3, 2]),
         (1, -1, True, []),
         (6, -1, True, [5, 4, 3, 2, 1]),
+        (7, -1, True, []),
+        (99, 2, True, []),
     ],
 )
 async def test_history_filters(
@@ -327,15 +329,6 @@ async def test_history_since_wrong_epoch_112(
     with pytest.raises(ReplyError) as ei:
         await h.engine.history(channel, flt)
     assert ei.value.error.code == 112
-
-
-async def test_history_reverse_since_zero_107(engine_factory: Factory, channel: str) -> None:
-    h = await engine_factory()
-    sps = await _publish_n(h, channel, 3)
-    flt = HistoryFilter(since=StreamPosition(0, sps[0].epoch), limit=-1, reverse=True)
-    with pytest.raises(ReplyError) as ei:
-        await h.engine.history(channel, flt)
-    assert ei.value.error.code == 107
 
 
 async def test_remove_history_keeps_position(engine_factory: Factory, channel: str) -> None:

@@ -377,6 +377,9 @@ async def test_history_positions_and_wrong_epoch(api: API) -> None:
     hdr = {"X-Centrifugo-Error-Mode": "transport"}
     status, _, _ = await api.raw("/history", json.dumps(wrong), headers=hdr)
     assert status == 416
+    # a reverse read since offset 0: centrifuge refuses it before the engine, the API says 100
+    zero = {"channel": "hist:h", "limit": 0, "reverse": True, "since": {"offset": 0, "epoch": "x"}}
+    assert await api.call("history", zero) == err(100, "internal server error")
     assert await api.call("history_remove", {"channel": "hist:h"}) == {"result": {}}
     after_remove = await api.call("history", {"channel": "hist:h", "limit": -1})
     assert after_remove["result"] == {"publications": [], "epoch": epoch, "offset": 5}

@@ -218,6 +218,9 @@ async def test_history(relay: Any, protobuf: bool) -> None:
         with pytest.raises(ReplyError) as wrong_epoch:
             await sub.history(limit=10, since=StreamPosition(2, "xxxxxxxx"))
         assert wrong_epoch.value.code == 112
+        with pytest.raises(ReplyError) as from_zero:  # refused before the engine, as centrifuge
+            await sub.history(limit=10, since=StreamPosition(0, full.epoch), reverse=True)
+        assert from_zero.value.code == 107
 
 
 # =========================================================================================

@@ -68,7 +68,7 @@ from relay.engines.redis.wire import (
     split_p1,
     text,
 )
-from relay.errors import ERROR_BAD_REQUEST, ERROR_INTERNAL, ERROR_UNRECOVERABLE_POSITION, ReplyError
+from relay.errors import ERROR_INTERNAL, ERROR_UNRECOVERABLE_POSITION, ReplyError
 from relay.protocol.messages import (
     ClientInfo,
     HistoryFilter,
@@ -293,8 +293,6 @@ class RedisEngine:
         top, epoch = int(reply[0]), text(reply[1])
         if since is not None and since.epoch and since.epoch != epoch:
             raise ReplyError(ERROR_UNRECOVERABLE_POSITION)
-        if since is not None and flt.reverse and since.offset == 0 and flt.limit != 0:
-            raise ReplyError(ERROR_BAD_REQUEST)
         pubs = [entry_to_pub(entry) for entry in reply[2]]
         return HistoryResult(pubs, StreamPosition(top, epoch))
 
