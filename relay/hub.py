@@ -12,7 +12,7 @@ actions. Rules (written once):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from relay.errors import UNSUBSCRIBE_SERVER, Disconnect, Unsubscribe
@@ -206,6 +206,11 @@ class Hub:
         last = self._last.get(channel)
         if last is None or last[1] != epoch or last[0].offset < pub.offset:
             self._last[channel] = (pub, epoch)
+
+    @property
+    def subscribed_channels(self) -> Mapping[str, object]:
+        """The channels with a subscriber here (a live view, for membership tests)."""
+        return self._channels
 
     def has(self, channel: str) -> bool:
         return channel in self._channels

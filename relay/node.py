@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from relay import CENTRIFUGO_VERSION
@@ -87,6 +87,19 @@ class Node:
         seconds = time.perf_counter() - started
         others = self.hub.other_transports(channel)
         self.metrics.publication_delivered(n, self.hub.last_push_size, seconds, others)
+
+    def handle_publications(self, batch: Sequence[tuple[str, Publication, StreamPosition]]) -> None:
+        """``handle_publication`` for each, in order; the publications of channels without
+        a subscriber here are only counted (the batch path's common case)."""
+        live = self.hub.subscribed_channels
+        quiet = 0
+        for channel, pub, sp in batch:
+            if channel in live:
+                self.handle_publication(channel, pub, sp)
+            else:
+                quiet += 1
+        if quiet:
+            self.metrics.publications_received(quiet)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.metrics.message_received("join")

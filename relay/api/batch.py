@@ -15,7 +15,7 @@ from relay.api.payloads import Result, error_dict, position_result, publish_payl
 from relay.api.requests import METHODS, BatchCommand
 from relay.engines.base import PublishOptions
 from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, ReplyError
-from relay.protocol.api_requests import PublishRequest, raw_data
+from relay.protocol.api_requests import PublishRequest
 from relay.protocol.messages import Publication
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["BatchMixin"]
 
 _NO_REPLY: Result = {}
-_ChannelMemo = dict[str, tuple["ChannelOptions", PublishOptions]]
+#: per channel of a batch: its options, publish options, effective data format, delta
+_ChannelMemo = dict[str, tuple["ChannelOptions", PublishOptions, str, bool]]
 
 
 class BatchMixin:
@@ -101,16 +102,18 @@ class BatchMixin:
                     replies[i] = {"error": error_dict(exc.error)}
                 continue
             # The common item (a channel seen before in this batch, raw JSON data): the
-            # same checks as _publish_item, inline.
-            data = raw_data(req)
-            try:
-                check_data_format(known[0], data, True)
-            except ReplyError as exc:
-                node.metrics.api_error("publish", str(exc.error.code))
-                replies[i] = {"error": error_dict(exc.error)}
-                continue
-            delta = req.delta or known[0].delta_publish
-            pub = Publication(data, None, 0, req.tags or None, 0, True, delta)
+            # same checks as _publish_item, inline (raw_data, the default data format).
+            data = bytes(req.data)
+            if b"\n" in data:
+                data = data.replace(b"\n", b"")
+            if known[2] or not data:
+                try:
+                    check_data_format(known[0], data, True)
+                except ReplyError as exc:
+                    node.metrics.api_error("publish", str(exc.error.code))
+                    replies[i] = {"error": error_dict(exc.error)}
+                    continue
+            pub = Publication(data, None, 0, req.tags or None, 0, True, req.delta or known[3])
             items.append((req.channel, pub, known[1]))
             slots.append(i)
         outcomes = await node.publish_many(items) if items else []
@@ -142,7 +145,8 @@ class BatchMixin:
         if known is None:
             node = self.node
             opts = node.rules.resolve(channel)
-            known = (opts, node.publish_options(opts, skip, key))
+            fmt = opts.publication_data_format or node.config.channel.publication_data_format
+            known = (opts, node.publish_options(opts, skip, key), fmt, opts.delta_publish)
             if not (skip or key):
                 memo[channel] = known
         self.node.check_data_format(known[0], data, data_json)

@@ -18,6 +18,7 @@ from relay.errors import DecodeError
 from relay.protocol.api_requests import (
     PublishRequest,
     decode_batch_envelope,
+    decode_publish_batch_fast,
     decode_publish_command_fast,
     decode_publish_fast,
     publish_request,
@@ -76,6 +77,9 @@ def decode_body(method: str, body: bytes) -> Any:
         if fast is not None:
             return fast
     elif method == "batch":
+        publishes = decode_publish_batch_fast(body)
+        if publishes is not None:
+            return {"commands": publishes[0], "parallel": publishes[1]}
         envelope = decode_batch_envelope(body)
         if envelope is not None:
             commands = [

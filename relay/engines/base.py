@@ -48,6 +48,9 @@ class EventHandler(Protocol):
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
         """A publication, delivered once per subscribed node, in offset order."""
 
+    def handle_publications(self, batch: Sequence[tuple[str, Publication, StreamPosition]]) -> None:
+        """A batch's publications in order: as ``handle_publication`` for each."""
+
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         """A client joined ``channel``."""
 

@@ -33,6 +33,8 @@ __all__ = ["MemoryEngine", "new_epoch"]
 
 IDEMPOTENCY_TTL = 300.0
 _LETTERS = string.ascii_letters
+#: builds a StreamPosition without the NamedTuple's Python-level __new__ (the hot loop)
+_position = tuple.__new__
 
 
 def new_epoch() -> str:
@@ -133,13 +135,16 @@ class MemoryEngine:
         the whole batch: the loop below is the batch path's hot loop.
         """
         now = self._clock()
-        handler = self._handler
         streams: dict[str, _Stream] = {}
         out: list[tuple[StreamPosition, bool] | ReplyError] = []
-        append = out.append
+        delivered: list[tuple[str, Publication, StreamPosition]] = []
+        append, deliver = out.append, delivered.append
         for channel, pub, opts in items:
             size = opts.history_size
             if opts.idempotency_key or size <= 0 or opts.history_ttl <= 0:
+                if delivered:  # keep the order of deliveries
+                    self._deliver(delivered)
+                    delivered.clear()
                 try:
                     append(self.publish_sync(channel, pub, opts))
                 except ReplyError as exc:
@@ -156,11 +161,16 @@ class MemoryEngine:
             queue.append(pub)
             while len(queue) > size:
                 queue.popleft()
-            sp = StreamPosition(top, stream.epoch)
-            if handler is not None:
-                handler.handle_publication(channel, pub, sp)
+            sp = _position(StreamPosition, (top, stream.epoch))
+            deliver((channel, pub, sp))
             append((sp, False))
+        if delivered:
+            self._deliver(delivered)
         return out
+
+    def _deliver(self, batch: list[tuple[str, Publication, StreamPosition]]) -> None:
+        if self._handler is not None:
+            self._handler.handle_publications(batch)
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         if self._handler is not None:

@@ -205,7 +205,8 @@ class PersistentMemoryEngine(MemoryEngine):
             stream.top = top
             stream.items_expire = now + opts.history_ttl
         idem = self._idempotency
-        handler = self._handler
+        delivered: list[tuple[str, Publication, StreamPosition]] = []
+        deliver = delivered.append
         for channel, pub, sp, held, key in plan:
             if held is not None:
                 queue = held[0].items
@@ -215,8 +216,8 @@ class PersistentMemoryEngine(MemoryEngine):
                     queue.popleft()
             if key:
                 idem[(channel, key)] = (sp, now + IDEMPOTENCY_TTL)
-            if handler is not None:
-                handler.handle_publication(channel, pub, sp)
+            deliver((channel, pub, sp))
+        self._deliver(delivered)
         return out
 
     def _hold(self, channel: str, opts: PublishOptions, now: float) -> _Held:

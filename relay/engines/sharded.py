@@ -76,6 +76,9 @@ class _OwnerEvents:
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
         self.engine.emit(channel, "pub", pub, sp)
 
+    def handle_publications(self, batch: Sequence[tuple[str, Publication, StreamPosition]]) -> None:
+        self.engine.emit_publications(batch)
+
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self.engine.emit(channel, "join", info)
 
@@ -171,6 +174,14 @@ class ShardedEngine:
                 else:
                     wire = (kind, channel, info_to_wire(args[0]))
             self.bus.queue(worker, "events", wire)
+
+    def emit_publications(self, batch: Sequence[tuple[str, Publication, StreamPosition]]) -> None:
+        """Owner: ``emit`` each publication of a batch, in order (only channels some
+        worker is interested in cost more than a lookup)."""
+        interest = self._interest
+        for channel, pub, sp in batch:
+            if channel in interest:
+                self.emit(channel, "pub", pub, sp)
 
     def _deliver(self, channel: str, kind: str, *args: Any) -> None:
         handler = self._handler

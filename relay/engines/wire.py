@@ -31,8 +31,9 @@ InfoWire = tuple[str, str, bytes | None, bytes | None]
 PubWire = tuple[bytes, InfoWire | None, int, dict[str, str] | None, int, bool, bool]
 PublishItem = tuple[str, Publication, PublishOptions]
 PublishOutcome = tuple[StreamPosition, bool] | ReplyError
+OptionsWire = tuple[int, float, float, str]
 #: channels, publications, the distinct options, each item's index into them
-ItemsWire = tuple[list[str], list[PubWire], list[PublishOptions], list[int]]
+ItemsWire = tuple[list[str], list[PubWire], list[OptionsWire], list[int]]
 OutcomeWire = tuple[int, str, bool] | ReplyError
 
 
@@ -65,31 +66,54 @@ def pub_from_wire(t: PubWire) -> Publication:
 
 
 def items_to_wire(items: Sequence[PublishItem]) -> ItemsWire:
-    table: dict[PublishOptions, int] = {}
+    """The batch path's hot loop on the sending side: the options table is keyed by
+    object identity (a batch shares one ``PublishOptions`` per channel; hashing the
+    frozen dataclass would be a Python call per item), each publication inlined."""
+    table: dict[int, int] = {}
+    distinct: list[OptionsWire] = []
     channels: list[str] = []
     pubs: list[PubWire] = []
     index: list[int] = []
+    add_channel, add_pub, add_index = channels.append, pubs.append, index.append
     for channel, pub, opts in items:
-        channels.append(channel)
-        pubs.append(pub_to_wire(pub))
-        i = table.get(opts)
+        add_channel(channel)
+        if pub.info is not None:
+            add_pub(pub_to_wire(pub))
+        else:
+            add_pub((pub.data, None, pub.offset, pub.tags, pub.time, pub.data_json, pub.delta))
+        i = table.get(id(opts))
         if i is None:
-            i = table[opts] = len(table)
-        index.append(i)
-    return channels, pubs, list(table), index
+            i = table[id(opts)] = len(distinct)
+            distinct.append(
+                (opts.history_size, opts.history_ttl, opts.history_meta_ttl, opts.idempotency_key)
+            )
+        add_index(i)
+    return channels, pubs, distinct, index
 
 
 def items_from_wire(wire: ItemsWire) -> list[PublishItem]:
-    channels, pubs, table, index = wire
-    return [
-        (channel, pub_from_wire(pub), table[i])
-        for channel, pub, i in zip(channels, pubs, index, strict=True)
-    ]
+    channels, pubs, options, index = wire
+    table = [PublishOptions(*o) for o in options]
+    out: list[PublishItem] = []
+    add = out.append
+    for channel, t, i in zip(channels, pubs, index, strict=True):
+        info = t[1]
+        if info is not None:
+            add((channel, pub_from_wire(t), table[i]))
+            continue
+        add((channel, Publication(t[0], None, t[2], t[3], t[4], t[5], t[6]), table[i]))
+    return out
 
 
 def outcomes_to_wire(outcomes: Sequence[PublishOutcome]) -> list[OutcomeWire]:
-    return [o if isinstance(o, ReplyError) else (o[0].offset, o[0].epoch, o[1]) for o in outcomes]
+    return [o if isinstance(o, ReplyError) else (o[0][0], o[0][1], o[1]) for o in outcomes]
+
+
+#: builds a StreamPosition without the NamedTuple's Python-level ``__new__``
+_position = tuple.__new__
 
 
 def outcomes_from_wire(wire: Sequence[Any]) -> list[PublishOutcome]:
-    return [o if isinstance(o, ReplyError) else (StreamPosition(o[0], o[1]), o[2]) for o in wire]
+    return [
+        o if isinstance(o, ReplyError) else (_position(StreamPosition, o[:2]), o[2]) for o in wire
+    ]

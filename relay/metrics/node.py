@@ -358,6 +358,13 @@ class Metrics:
             histogram[0][bisect.bisect_left(histogram[2], seconds)] += 1
             histogram[1] += seconds
 
+    def publications_received(self, n: int) -> None:
+        """``n`` publications from the broker with no subscriber here."""
+        entries = self._publication_entries
+        if entries is None:
+            entries = self._publication_entries = self._publication_entry()
+        self._counts[entries[0]] += n
+
     def _publication_entry(self) -> tuple[Any, ...]:
         keys = [
             (self.messages_received, ("publication", "")),

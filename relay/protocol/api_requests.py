@@ -19,6 +19,7 @@ client protocol separates messages by newlines).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -29,6 +30,7 @@ __all__ = [
     "decode_publish_fast",
     "decode_batch_envelope",
     "decode_publish_command_fast",
+    "decode_publish_batch_fast",
     "raw_data",
     "publish_request",
 ]
@@ -65,7 +67,17 @@ class BatchEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     parallel: bool = False
 
 
+class _PublishBatch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A ``BatchRequest`` whose every command is exactly ``{"publish": {...}}``."""
+
+    commands: list[_PublishCommand] = []
+    parallel: bool = False
+
+
 _publish_decoder = msgspec.json.Decoder(PublishRequest)
+_publish_batch_decoder = msgspec.json.Decoder(_PublishBatch)
+_publish_of = attrgetter("publish")
+_version_of = attrgetter("version")
 _command_decoder = msgspec.json.Decoder(_PublishCommand)
 _envelope_decoder = msgspec.json.Decoder(BatchEnvelope)
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
@@ -104,6 +116,21 @@ def decode_batch_envelope(body: bytes) -> BatchEnvelope | None:
         return _envelope_decoder.decode(body)
     except _ERRORS:
         return None
+
+
+def decode_publish_batch_fast(body: bytes) -> tuple[list[PublishRequest], bool] | None:
+    """A batch of canonical publishes only, in one decoder call: its requests and
+    ``parallel``; else ``None`` (decode the envelope, then element by element)."""
+    if not _utf8(body):
+        return None
+    try:
+        batch = _publish_batch_decoder.decode(body)
+    except _ERRORS:
+        return None
+    reqs: list[PublishRequest] = list(map(_publish_of, batch.commands))
+    if reqs and max(map(_version_of, reqs)) > _UINT64_MAX:
+        return None
+    return reqs, batch.parallel
 
 
 def decode_publish_command_fast(item: msgspec.Raw) -> PublishRequest | None:

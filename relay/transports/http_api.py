@@ -124,33 +124,38 @@ def _json_response(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=json_codec.dumps(value), status=status, content_type=JSON_TYPE)
 
 
-_EPOCHS: dict[str, bytes] = {}
+#: per epoch, the reply of a publish into a history stream up to its offset (and the rest)
+_PUBLISH_REPLIES: dict[str, tuple[bytes, bytes]] = {}
 
 
-def _publish_reply(position: dict[str, Any]) -> bytes | None:
-    """``{"publish":{"offset":N,"epoch":"E"}}`` without the general encoder, if it applies."""
-    offset, epoch = position.get("offset"), position.get("epoch")
-    if type(offset) is not int or type(epoch) is not str or len(position) != 2:
-        return None
-    quoted = _EPOCHS.get(epoch)
-    if quoted is None:
-        if len(_EPOCHS) > 10_000:
-            _EPOCHS.clear()
-        quoted = _EPOCHS[epoch] = json_codec.dumps(epoch)
-    return b'{"publish":{"offset":%d,"epoch":%s}}' % (offset, quoted)
+def _publish_reply_parts(epoch: str) -> tuple[bytes, bytes]:
+    if len(_PUBLISH_REPLIES) > 10_000:
+        _PUBLISH_REPLIES.clear()
+    tail = b',"epoch":%s}}' % json_codec.dumps(epoch)
+    parts = _PUBLISH_REPLIES[epoch] = (b'{"publish":{"offset":', tail)
+    return parts
 
 
 def encode_batch_result(result: dict[str, Any]) -> bytes:
     """The batch answer, byte for byte as ``json_codec.dumps`` writes it, faster for
-    the common reply of a publish into a history stream."""
+    the common reply of a publish into a history stream:
+    ``{"publish":{"offset":N,"epoch":"E"}}`` is written from per-epoch parts."""
     replies = result.get("replies")
     if replies is None or len(result) != 1:
         return json_codec.dumps(result)
     parts: list[bytes] = []
+    add = parts.append
+    known = _PUBLISH_REPLIES
+    dumps = json_codec.dumps
     for reply in replies:
-        position = reply.get("publish") if len(reply) == 1 else None
-        encoded = _publish_reply(position) if type(position) is dict else None
-        parts.append(encoded if encoded is not None else json_codec.dumps(reply))
+        position = reply.get("publish")
+        if type(position) is dict and len(reply) == 1 and len(position) == 2:
+            offset, epoch = position.get("offset"), position.get("epoch")
+            if type(offset) is int and type(epoch) is str:
+                head, tail = known.get(epoch) or _publish_reply_parts(epoch)
+                add(b"%s%d%s" % (head, offset, tail))
+                continue
+        add(dumps(reply))
     return b'{"replies":[' + b",".join(parts) + b"]}"
 
 

@@ -235,6 +235,20 @@ async def test_publication_fields_round_trip(redis_server: RedisServer, make_eng
     )
 
 
+@pytest.mark.parametrize("since", [6, 7, 99])
+async def test_reverse_read_past_the_top_reads_from_the_top(
+    redis_server: RedisServer, make_engine: Any, since: int
+) -> None:
+    """Centrifugo 6.9.1's Redis engine (unlike its memory engine) reads a reverse range
+    past the top from the top."""
+    engine, _ = await make_engine(_config(redis_server.url))
+    ch = f"r-{uuid.uuid4().hex}"
+    for n in range(5):
+        await engine.publish(ch, _pub(n), HIST)
+    flt = HistoryFilter(since=StreamPosition(since, ""), limit=2, reverse=True)
+    assert [p.offset for p in (await engine.history(ch, flt)).publications] == [5, 4]
+
+
 async def test_centrifugo_key_layout(redis_server: RedisServer, make_engine: Any) -> None:
     cfg = _config(redis_server.url)
     engine, _ = await make_engine(cfg)

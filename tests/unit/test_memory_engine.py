@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 
 import pytest
 
@@ -25,6 +26,9 @@ class Recorder:
 
     def handle_publication(self, channel: str, pub: Publication, sp: StreamPosition) -> None:
         self.pubs.append((channel, pub, sp))
+
+    def handle_publications(self, batch: Sequence[tuple[str, Publication, StreamPosition]]) -> None:
+        self.pubs.extend(batch)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         pass
@@ -83,6 +87,18 @@ def test_publish_keeps_callers_publication_untouched() -> None:
     pub2 = Publication(b"2")
     e.publish_sync("ch", pub2, PublishOptions())  # no history: offset untouched
     assert pub2.offset == 0
+
+
+@pytest.mark.parametrize(("since", "offsets"), [(4, [3, 2]), (6, [5, 4]), (7, []), (99, [])])
+def test_reverse_read_past_the_top_is_empty(since: int, offsets: list[int]) -> None:
+    """Centrifugo 6.9.1's memory engine: a reverse read since offset - 1 > top reads
+    nothing (its Redis engine reads from the top instead; test_redis_engine.py)."""
+    e, _ = _engine()
+    opts = PublishOptions(history_size=10, history_ttl=10)
+    for i in range(5):
+        e.publish_sync("ch", Publication(str(i).encode()), opts)
+    flt = HistoryFilter(since=StreamPosition(since, ""), limit=2, reverse=True)
+    assert [p.offset for p in e.history_sync("ch", flt).publications] == offsets
 
 
 def test_sync_and_async_history_agree() -> None:
