@@ -62,6 +62,10 @@ class CommandClient(SubscriptionOwner, Protocol):
 
     def set_expiry(self, exp: float | None, expire_in: float | None) -> None: ...
 
+    def disconnect(self, disconnect: Any) -> None: ...
+
+    def unsubscribe_server(self, ch: str, unsub: Any = ...) -> None: ...
+
 
 async def _fetched(client: CommandClient, key: Awaitable[None]) -> None:
     """Await the fetch of a token's JWKS key (``relay/context.py``) before its planner
@@ -149,6 +153,8 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
         now=client.timers.now(),
     )
     proxies = client.node.proxies
+    if plan.via_stream:
+        return await _subscribe_stream(client, plan, req)
     if plan.via_proxy:
         proxy = proxies.channel_proxy("subscribe", plan.opts) if proxies else None
         if proxy is None:
@@ -183,6 +189,46 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
     return result
 
 
+async def _subscribe_stream(client: CommandClient, plan: cmd.SubscribePlan, req: Request) -> Result:
+    """A subscribe_stream namespace: the stream's first answer decides; once the reply
+    is out the backend's publications flow (``proxied.StreamSubscription``)."""
+    proxies = client.node.proxies
+    proxy = proxies.channel_proxy("subscribe_stream", plan.opts) if proxies else None
+    if proxy is None:
+        raise ReplyError(ERROR_NOT_AVAILABLE)
+    bidirectional = plan.opts.subscribe_stream_proxy_bidirectional
+    answer, stream = await proxied.subscribe_stream(client, proxy, plan.channel, req, bidirectional)
+    try:
+        plan = cmd.proxied_subscribe(
+            plan,
+            client.ctx.session,
+            user=client.user,
+            info=answer.info,
+            data=answer.data,
+            override=answer.override,
+            expire_at=answer.expire_at,
+            now=client.timers.now(),
+        )
+        result, sub = await subscriptions.subscribe(
+            client,
+            plan.channel,
+            plan.opts,
+            plan.features,
+            req,
+            chan_info=plan.chan_info,
+            expire_at=plan.expire_at,
+            stream=stream,
+        )
+    except BaseException:
+        stream.cancel()
+        raise
+    if plan.data:
+        result["data"] = plan.data
+    client.after_reply.append(functools.partial(subscriptions.activate, client, sub))
+    client.after_reply.append(functools.partial(stream.start, client, sub))
+    return result
+
+
 async def unsubscribe(client: CommandClient, req: Request) -> Result:
     await subscriptions.unsubscribe(client, cmd.unsubscribe_channel(req))
     return {}
@@ -197,6 +243,13 @@ async def publish(client: CommandClient, req: Request) -> Result:
         subscribed=client.subs,
         json_client=client.codec.name == "json",
     )
+    if opts.subscribe_stream_proxy_enabled:  # into the subscriber's own stream, if any
+        sub = client.subs.get(ch)
+        stream = sub.stream if sub is not None else None
+        if stream is None or not opts.subscribe_stream_proxy_bidirectional:
+            raise ReplyError(ERROR_NOT_AVAILABLE)
+        await stream.publish(data)
+        return {}
     skip_history, idempotency_key = False, ""
     if opts.publish_proxy_enabled:  # before the publication goes to the channel's owner
         proxies = client.node.proxies

@@ -6,11 +6,18 @@ A failed call (timeout, refused, HTTP error, bad body) is error 100 for the clie
 Centrifugo; the refreshes extend the expiry by a minute instead. A connection closed
 while its call was in flight ends the command (3000 internally: nothing is written).
 
+A subscribe_stream subscription keeps its gRPC stream open (:class:`StreamSubscription`,
+``Subscription.stream``): a task of this worker writes the backend's publications to
+this connection only (never to the channel, never over the bus) and ends the
+subscription when the stream ends (2000 server unsubscribe) or fails (2500 insufficient
+state, so the SDK subscribes again); unsubscribing or disconnecting cancels the stream.
+
 Connections that use no proxy never come here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,9 +25,14 @@ from relay.errors import (
     DISCONNECT_CONNECTION_CLOSED,
     DISCONNECT_EXPIRED,
     ERROR_INTERNAL,
+    UNSUBSCRIBE_INSUFFICIENT_STATE,
+    UNSUBSCRIBE_SERVER,
     DisconnectError,
     ReplyError,
+    Unsubscribe,
 )
+from relay.protocol.json_codec import is_json
+from relay.protocol.messages import Publication
 from relay.proxy import Proxies, Proxy, ProxyFailure
 from relay.proxy.outcomes import (
     ProxiedConnect,
@@ -31,17 +43,21 @@ from relay.proxy.outcomes import (
     publish_outcome,
     refresh_outcome,
     rpc_outcome,
+    stream_subscribe_outcome,
     subscribe_outcome,
 )
 from relay.subscriptions import Subscription, SubscriptionOwner
 
 if TYPE_CHECKING:
     from relay.protocol.codecs import Codec
+    from relay.proxy.stream import SubscribeStream
 
 __all__ = [
     "ProxyClient",
     "connect",
     "subscribe",
+    "subscribe_stream",
+    "StreamSubscription",
     "publish",
     "rpc",
     "refresh",
@@ -62,6 +78,10 @@ class ProxyClient(SubscriptionOwner, Protocol):
 
     @property
     def transport_name(self) -> str: ...
+
+    def disconnect(self, disconnect: Any) -> None: ...
+
+    def unsubscribe_server(self, ch: str, unsub: Unsubscribe = ...) -> None: ...
 
 
 async def _call(
@@ -117,6 +137,102 @@ async def subscribe(
     return subscribe_outcome(await _call(client, proxy, request))
 
 
+# ---- subscribe_stream ---------------------------------------------------------------------
+async def subscribe_stream(
+    client: ProxyClient, proxy: Proxy, channel: str, req: dict[str, Any], bidirectional: bool
+) -> tuple[ProxiedSubscribe, StreamSubscription]:
+    """Open the namespace's stream and read the backend's answer. A failure to open is
+    error 100; an answer that refuses, or anything raised here, cancels the stream."""
+    request = _request(client, proxy)
+    request["channel"] = channel
+    request["token"] = req.get("token", "")
+    Proxies.put_data(proxy, request, req.get("data"))
+    try:
+        answer, stream = await _proxies(client).open_stream(
+            proxy, bidirectional, request, client.headers, client.uid
+        )
+    except ProxyFailure:
+        if client.closed:
+            raise DisconnectError(DISCONNECT_CONNECTION_CLOSED) from None
+        raise ReplyError(ERROR_INTERNAL) from None
+    try:
+        if client.closed:
+            raise DisconnectError(DISCONNECT_CONNECTION_CLOSED)
+        outcome = stream_subscribe_outcome(answer)
+    except BaseException:
+        stream.cancel()
+        raise
+    return outcome, StreamSubscription(stream)
+
+
+class StreamSubscription:
+    """The open stream of one subscription and the task that reads it (started once
+    the subscribe reply is out: :meth:`start`)."""
+
+    def __init__(self, stream: SubscribeStream) -> None:
+        self.stream = stream
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+    def start(self, client: ProxyClient, sub: Subscription) -> None:
+        if not self.cancelled and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(_read_stream(client, sub, self))
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.stream.cancel()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    async def publish(self, data: bytes) -> None:
+        """The subscriber's publish into a bidirectional stream (error 100 if it fails)."""
+        try:
+            await self.stream.publish(data)
+        except ProxyFailure as exc:
+            log.error("error publishing into subscribe stream: %s", exc)
+            raise ReplyError(ERROR_INTERNAL) from None
+
+
+def _stream_publication(client: ProxyClient, data: bytes, tags: dict[str, str]) -> dict[str, Any]:
+    """A streamed publication as this client's ``pub`` push (JSON clients: 3506 for data
+    that is not JSON, as Centrifugo's encoder; newlines dropped as in its ``Raw``)."""
+    json_client = client.codec.name == "json"
+    if json_client and data:
+        data_json = is_json(data)
+        if data_json:
+            data = data.replace(b"\n", b"")
+    else:
+        data_json = True
+    return client.pub_dict(Publication(data, tags=tags or None, data_json=data_json))
+
+
+async def _read_stream(client: ProxyClient, sub: Subscription, owner: StreamSubscription) -> None:
+    ch = sub.channel
+    unsub = UNSUBSCRIBE_SERVER
+    try:
+        while True:
+            item = await owner.stream.next_publication()
+            if item is None:
+                break  # the backend ended the stream
+            if client.closed or client.subs.get(ch) is not sub:
+                return
+            try:
+                push = _stream_publication(client, *item)
+            except DisconnectError as exc:
+                client.disconnect(exc.disconnect)
+                return
+            client.send_push({"channel": ch, "pub": push})
+    except ProxyFailure as exc:
+        log.info("subscribe stream of client %s channel %s failed: %s", client.uid, ch, exc)
+        unsub = UNSUBSCRIBE_INSUFFICIENT_STATE
+    except Exception:
+        log.exception("subscribe stream of client %s channel %s failed", client.uid, ch)
+        unsub = UNSUBSCRIBE_INSUFFICIENT_STATE
+    owner.stream.cancel()
+    if not client.closed and client.subs.get(ch) is sub:
+        client.unsubscribe_server(ch, unsub)
+
+
 async def publish(client: ProxyClient, proxy: Proxy, channel: str, data: bytes) -> ProxiedPublish:
     """What to publish (the backend may rewrite it, keep it out of history, dedupe it)."""
     request = _request(client, proxy)
@@ -150,8 +266,6 @@ class RefreshTarget(ProxyClient, Protocol):
     conn_info: bytes | None
 
     def set_expiry(self, exp: float | None, expire_in: float | None) -> None: ...
-
-    def disconnect(self, disconnect: Any) -> None: ...
 
 
 async def refresh(client: RefreshTarget) -> None:

@@ -4,7 +4,8 @@ A subscription is ``PENDING`` from the moment it is registered in the hub until 
 subscribe reply is written: publications that arrive meanwhile wait in ``pending``
 (spec client-protocol §7.11). Then it is ``ACTIVE``; ``CLOSING`` once it is being
 removed. The pure decisions live in ``protocol/commands.py``; this module does the
-I/O they call for, through the node.
+I/O they call for, through the node. A subscribe_stream subscription also holds its
+backend stream (``stream``), cancelled when the subscription is removed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ if TYPE_CHECKING:
     from relay.node import Node
     from relay.timers import Timers
 
-__all__ = ["SubState", "Subscription", "SubscriptionOwner", "subscribe", "activate", "unsubscribe"]
+__all__ = [
+    "SubState",
+    "Subscription",
+    "SubscriptionOwner",
+    "SubscriptionStream",
+    "subscribe",
+    "activate",
+    "unsubscribe",
+]
 
 log = logging.getLogger("relay.client")
 
@@ -43,6 +52,15 @@ class SubState(enum.Enum):
     PENDING = "pending"
     ACTIVE = "active"
     CLOSING = "closing"
+
+
+class SubscriptionStream(Protocol):
+    """A subscription's backend stream (``proxied.StreamSubscription``): ended with the
+    subscription; a bidirectional one takes the subscriber's publishes."""
+
+    def cancel(self) -> None: ...
+
+    async def publish(self, data: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -63,6 +81,8 @@ class Subscription:
     delta_ready: bool = False
     #: publications that arrived while PENDING: (publication, encoded push, epoch)
     pending: list[tuple[Publication, bytes | None, str]] = field(default_factory=list)
+    #: the subscribe_stream proxy's stream of this subscription (None: not a stream one)
+    stream: SubscriptionStream | None = None
 
 
 class SubscriptionOwner(Connection, Protocol):
@@ -96,10 +116,14 @@ async def subscribe(
     expire_at: float | None = None,
     server_side: bool = False,
     server_refresh: bool = False,
+    stream: SubscriptionStream | None = None,
 ) -> tuple[Result, Subscription]:
-    """Register (buffering live publications), read the stream, build the result."""
+    """Register (buffering live publications), read the stream, build the result.
+    ``stream`` (a subscribe_stream one) belongs to the subscription from here: whatever
+    removes the subscription, even while this runs, cancels it."""
     node = client.node
     sub = Subscription(ch, features, chan_info, expire_at, server_side, server_refresh)
+    sub.stream = stream
     client.subs[ch] = sub
     try:
         await node.add_subscription(ch, client)
@@ -203,6 +227,8 @@ async def unsubscribe(client: SubscriptionOwner, ch: str) -> None:
         return
     was_active = sub.state is SubState.ACTIVE
     sub.state = SubState.CLOSING
+    if sub.stream is not None:
+        sub.stream.cancel()  # the backend sees its stream cancelled
     client.timers.cancel("sub:" + ch)
     node = client.node
     await node.remove_subscription(ch, client)

@@ -153,7 +153,7 @@ class ChannelProxyConfig:
     sub_refresh: ProxyConfig = field(default_factory=ProxyConfig)
     """The ``default`` sub_refresh proxy."""
     subscribe_stream: ProxyConfig = field(default_factory=ProxyConfig)
-    """The ``default`` subscribe_stream proxy (not implemented by relay)."""
+    """The ``default`` subscribe_stream proxy (gRPC only)."""
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,29 @@ def _wrapped(where: str, name: str, p: ProxyConfig) -> None:
         raise ConfigError(f"in {where}: {exc}") from None
 
 
+def _check_stream_grpc(config: Config, opts: ChannelOptions) -> None:
+    """A subscribe_stream proxy must be a gRPC one (Centrifugo ``buildProxyMap``)."""
+    name = opts.subscribe_stream_proxy_name
+    if name == DEFAULT_PROXY:
+        endpoint = config.channel.proxy.subscribe_stream.endpoint
+    else:
+        endpoint = next((p.endpoint for p in config.proxies if p.name == name), "")
+    if endpoint.startswith(("http", "python://")):
+        raise ConfigError(
+            f"error creating subscribe stream proxy {name} only GRPC endpoints supported"
+        )
+
+
 def _check_options(config: Config, opts: ChannelOptions, names: list[str], prefix: str) -> None:
     proxy = config.channel.proxy
+    stream = opts.subscribe_stream_proxy_enabled
+    if stream and (
+        opts.subscribe_proxy_enabled or opts.publish_proxy_enabled or opts.sub_refresh_proxy_enabled
+    ):
+        raise ConfigError(
+            f"{prefix}can't use subscribe stream proxy together with subscribe, publish or "
+            "sub refresh proxies"
+        )
     for kind, enabled, name, default in (
         ("subscribe", opts.subscribe_proxy_enabled, opts.subscribe_proxy_name, proxy.subscribe),
         ("publish", opts.publish_proxy_enabled, opts.publish_proxy_name, proxy.publish),
@@ -69,11 +90,19 @@ def _check_options(config: Config, opts: ChannelOptions, names: list[str], prefi
             opts.sub_refresh_proxy_name,
             proxy.sub_refresh,
         ),
+        (
+            "subscribe stream",
+            opts.subscribe_stream_proxy_enabled,
+            opts.subscribe_stream_proxy_name,
+            proxy.subscribe_stream,
+        ),
     ):
         if name and name not in names:
             raise ConfigError(f'{prefix}{kind} proxy with name "{name}" not found')
         if enabled and name == DEFAULT_PROXY:
             _wrapped(f"channel.proxy.{kind.replace(' ', '_')}", DEFAULT_PROXY, default)
+    if stream:
+        _check_stream_grpc(config, opts)
 
 
 def validate_proxies(config: Config) -> None:

@@ -36,7 +36,6 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ChannelOptions: frozenset(
         {
             "auto_cache_recover",
-            "subscribe_stream_proxy_bidirectional",
             "subscription_type",
             "map",
             "shared_poll",
@@ -73,8 +72,6 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ChannelOptions: frozenset(
         {
             "allow_tags_filter",
-            "subscribe_stream_proxy_enabled",
-            "subscribe_stream_proxy_name",
         }
     ),
     ClientConfig: frozenset(
@@ -114,7 +111,6 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ),
     AdminConfig: frozenset({"web_proxy_address"}),
     ProxyConfig: frozenset({"emulated_headers"}),
-    ChannelProxyConfig: frozenset({"subscribe_stream"}),
     Config: frozenset({"debug"}),
 }
 

@@ -117,9 +117,13 @@ class ChannelOptions:
     sub_refresh_proxy_name: str = "default"
     """The proxy for sub_refresh: ``default`` (``channel.proxy.sub_refresh``) or a name."""
     subscribe_stream_proxy_enabled: bool = False
-    """Stream subscriptions from a backend. Not implemented by relay (refused when set)."""
+    """Subscriptions without a token open a gRPC stream to the subscribe_stream proxy: its
+    first answer allows them, its publications go to that subscriber only."""
     subscribe_stream_proxy_name: str = "default"
-    """The proxy for subscribe_stream (not implemented by relay)."""
+    """The proxy for subscribe_stream: ``default`` (``channel.proxy.subscribe_stream``) or a
+    ``proxies`` name (gRPC endpoints only)."""
+    subscribe_stream_proxy_bidirectional: bool = False
+    """Open ``SubscribeBidirectional`` instead: the subscriber's publishes go into its stream."""
 
     @property
     def history_enabled(self) -> bool:
@@ -137,7 +141,7 @@ class Namespace(ChannelOptions):
 @dataclass(frozen=True)
 class ChannelConfig:
     proxy: ChannelProxyConfig = field(default_factory=ChannelProxyConfig)
-    """The ``default`` subscribe, publish, sub_refresh proxies."""
+    """The ``default`` subscribe, publish, sub_refresh, subscribe_stream proxies."""
     without_namespace: ChannelOptions = field(default_factory=ChannelOptions)
     """Options of channels without a namespace."""
     namespaces: tuple[Namespace, ...] = ()

@@ -233,6 +233,8 @@ class SubscribePlan:
     expire_at: float | None = None
     #: the subscribe proxy decides (its answer goes through :func:`proxied_subscribe`)
     via_proxy: bool = False
+    #: ... and it is the namespace's subscribe_stream proxy (a stream opens)
+    via_stream: bool = False
 
 
 def plan_subscribe(
@@ -282,11 +284,13 @@ def plan_subscribe(
                 raise ReplyError(ERROR_EXPIRED)
             expire_at = float(exp)
     elif (
-        opts.subscribe_proxy_enabled
+        (opts.subscribe_proxy_enabled or opts.subscribe_stream_proxy_enabled)
         and not rules.is_private(ch)
         and rules.user_limited_users(ch, opts) is None
     ):
-        return SubscribePlan(ch, opts, rules.features(opts, user), via_proxy=True)
+        stream = not opts.subscribe_proxy_enabled
+        features = rules.features(opts, user)
+        return SubscribePlan(ch, opts, features, via_proxy=True, via_stream=stream)
     elif rules.is_private(ch) or not rules.can_subscribe_without_token(ch, opts, user):
         raise ReplyError(ERROR_PERMISSION_DENIED)
     features = rules.features(
@@ -317,16 +321,22 @@ def proxied_subscribe(
 ) -> SubscribePlan:
     """The subscribe proxy allowed ``plan``: its info, data, overrides and expiry. The
     client's positioned/recoverable/join_leave wishes are not honoured on this path (as
-    Centrifugo): the namespace's force options and the overrides decide."""
+    Centrifugo): the namespace's force options and the overrides decide. A stream
+    subscription is never positioned nor recoverable, and gets no deltas (its
+    publications come from the backend, outside the channel's history)."""
     exp: float | None = None
     if expire_at > 0:
         if expire_at <= now:
             raise ReplyError(ERROR_EXPIRED)
         exp = float(expire_at)
     features = ctx.rules.features(plan.opts, user, override=override)
-    if plan.features.delta:  # the delta type is checked on every path (client.go)
+    if plan.via_stream:
+        features = replace(features, positioned=False, recoverable=False)
+    elif plan.features.delta:  # the delta type is checked on every path (client.go)
         features = replace(features, delta=True)
-    return SubscribePlan(plan.channel, plan.opts, features, info, data, exp)
+    return SubscribePlan(
+        plan.channel, plan.opts, features, info, data, exp, via_stream=plan.via_stream
+    )
 
 
 def subscribe_flags(features: SubscribeFeatures, recover: bool) -> Result:
@@ -400,7 +410,8 @@ def plan_publish(
     data: bytes = req.get("data", b"")
     data_json = json_client or json_codec.is_json(data)
     check_data_format(opts, ctx.channel.publication_data_format, data, data_json)
-    if not opts.publish_proxy_enabled:  # else the publish proxy decides
+    # else the publish proxy decides, or the publication goes into the subscriber's stream
+    if not (opts.publish_proxy_enabled or opts.subscribe_stream_proxy_enabled):
         ctx.rules.check_publish(opts, user, ch in subscribed)
     return ch, opts, data, data_json
 

@@ -1,8 +1,10 @@
-"""Proxies to the application backend: connect, refresh, subscribe, publish, sub_refresh, RPC.
+"""Proxies to the application backend: connect, refresh, subscribe, publish, sub_refresh, RPC,
+subscribe_stream.
 
 ``messages`` (request and response bodies) and ``outcomes`` (what an answer means for
-the client) are pure; ``http``, ``grpc`` and ``hook`` are the thin callers; ``registry``
-builds a worker's proxies from the config and makes every call (metrics, logs).
+the client) are pure; ``http``, ``grpc`` and ``hook`` are the thin callers, ``stream`` the
+gRPC subscribe streams; ``registry`` builds a worker's proxies from the config and makes
+every call (metrics, logs).
 """
 
 from __future__ import annotations

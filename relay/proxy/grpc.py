@@ -76,23 +76,30 @@ class GRPCCaller:
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Any] = {}
 
+    def channel(self) -> grpc.aio.Channel:
+        """The proxy's one channel (made on first use)."""
+        if self._channel is None:
+            options = (
+                [("grpc.ssl_target_name_override", self.server_name)] if (self.server_name) else []
+            )
+            if self.credentials is not None:
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self.credentials, options=options
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target)
+        return self._channel
+
+    def call_metadata(self, headers: dict[str, str]) -> list[tuple[str, str]] | None:
+        """Static metadata, credentials and the forwarded headers of one call."""
+        metadata = [*self.metadata, *((k.lower(), v) for k, v in headers.items())]
+        return metadata or None
+
     def _stub(self, kind: str) -> Any:
         call = self._calls.get(kind)
         if call is None:
-            if self._channel is None:
-                options = (
-                    [("grpc.ssl_target_name_override", self.server_name)]
-                    if (self.server_name)
-                    else []
-                )
-                if self.credentials is not None:
-                    self._channel = grpc.aio.secure_channel(
-                        self.target, self.credentials, options=options
-                    )
-                else:
-                    self._channel = grpc.aio.insecure_channel(self.target)
             method, req_cls, resp_cls = METHODS[kind]
-            call = self._calls[kind] = self._channel.unary_unary(
+            call = self._calls[kind] = self.channel().unary_unary(
                 f"/{SERVICE}/{method}",
                 request_serializer=req_cls.SerializeToString,
                 response_deserializer=resp_cls.FromString,
@@ -104,12 +111,11 @@ class GRPCCaller:
     ) -> dict[str, Any]:
         _method, req_cls, _resp = METHODS[kind]
         message = req_cls(**{k: v for k, v in request.items() if v})
-        metadata = [*self.metadata, *((k.lower(), v) for k, v in headers.items())]
         try:
             answer = await self._stub(kind)(
                 message,
                 timeout=self.timeout,
-                metadata=metadata or None,
+                metadata=self.call_metadata(headers),
                 compression=self.compression,
             )
         except grpc.aio.AioRpcError as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "check_answer",
     "connect_outcome",
     "subscribe_outcome",
+    "stream_subscribe_outcome",
     "publish_outcome",
     "rpc_outcome",
     "refresh_outcome",
@@ -131,6 +132,27 @@ def subscribe_outcome(resp: Response) -> ProxiedSubscribe:
         info=_bytes(result, "info"),
         data=_bytes(result, "data"),
         override=_override(result.get("override")),
+        expire_at=result.get("expire_at", 0),
+    )
+
+
+#: the overrides a subscribe_stream answer may set (no recovery, no positioning there)
+_STREAM_OVERRIDES = ("presence", "join_leave", "force_push_join_leave")
+
+
+def stream_subscribe_outcome(resp: Response) -> ProxiedSubscribe:
+    """The first message of a subscribe stream: as a subscribe answer, except that its
+    error reaches the client without ``temporary`` and only the presence / join_leave /
+    force_push_join_leave overrides count (centrifugo ``subscribe_stream_handler.go``)."""
+    error = resp.get("error")
+    if error is not None and resp.get("disconnect") is None:
+        raise ReplyError(Error(error.get("code", 0), error.get("message", "")))
+    result = check_answer(resp) or {}
+    override = {k: v for k, v in (result.get("override") or {}).items() if k in _STREAM_OVERRIDES}
+    return ProxiedSubscribe(
+        info=_bytes(result, "info"),
+        data=_bytes(result, "data"),
+        override=_override(override),
         expire_at=result.get("expire_at", 0),
     )
 

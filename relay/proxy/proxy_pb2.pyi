@@ -441,3 +441,34 @@ class SubRefreshResponse(_message.Message):
     error: Error
     disconnect: Disconnect
     def __init__(self, result: _Optional[_Union[SubRefreshResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., disconnect: _Optional[_Union[Disconnect, _Mapping]] = ...) -> None: ...
+
+class Publication(_message.Message):
+    __slots__ = ("data", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, data: _Optional[bytes] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class StreamSubscribeRequest(_message.Message):
+    __slots__ = ("subscribe_request", "publication")
+    SUBSCRIBE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PUBLICATION_FIELD_NUMBER: _ClassVar[int]
+    subscribe_request: SubscribeRequest
+    publication: Publication
+    def __init__(self, subscribe_request: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., publication: _Optional[_Union[Publication, _Mapping]] = ...) -> None: ...
+
+class StreamSubscribeResponse(_message.Message):
+    __slots__ = ("subscribe_response", "publication")
+    SUBSCRIBE_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    PUBLICATION_FIELD_NUMBER: _ClassVar[int]
+    subscribe_response: SubscribeResponse
+    publication: Publication
+    def __init__(self, subscribe_response: _Optional[_Union[SubscribeResponse, _Mapping]] = ..., publication: _Optional[_Union[Publication, _Mapping]] = ...) -> None: ...

@@ -2,8 +2,9 @@
 
 Which proxy serves what is Centrifugo's ``buildProxyMap``: ``client.proxy.connect`` and
 ``client.proxy.refresh`` when enabled; per namespace (and ``without_namespace``) the
-subscribe / publish / sub_refresh proxy named ``default`` (``channel.proxy.*``) or an
-entry of ``proxies``; per RPC namespace the ``default`` (``rpc.proxy``) or a named one.
+subscribe / publish / sub_refresh / subscribe_stream proxy named ``default``
+(``channel.proxy.*``) or an entry of ``proxies``; per RPC namespace the ``default``
+(``rpc.proxy``) or a named one.
 A proxy whose endpoint starts with ``http://``/``https://`` is an HTTP proxy,
 ``python://`` an in-process hook, anything else gRPC (``grpc://`` is optional, as in
 Centrifugo). gRPC is imported only when such a proxy exists.
@@ -11,6 +12,9 @@ Centrifugo). gRPC is imported only when such a proxy exists.
 :meth:`Proxies.call` is where every call goes: the inflight gauge, the duration and error
 families (``centrifugo_proxy_*``, labels protocol / type / name as Centrifugo), and one
 log line per failure naming the proxy and the cause, never the payload.
+:meth:`Proxies.open_stream` does the same for opening a subscribe stream (type
+``subscribe_stream``): in flight and timed until its first message, an error when it
+could not be opened (an error or disconnect answer is not one, as in Centrifugo).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.config import ChannelOptions, Config
 from relay.config.proxy_tree import ProxyConfig, TLSConfig
@@ -31,6 +35,9 @@ from relay.metrics import Metrics
 from relay.proxy.hook import HookCaller
 from relay.proxy.http import HTTPCaller
 from relay.proxy.messages import ProxyFailure
+
+if TYPE_CHECKING:
+    from relay.proxy.stream import SubscribeStream
 
 __all__ = ["Caller", "Proxy", "Proxies", "uses_proxies"]
 
@@ -70,7 +77,10 @@ def uses_proxies(config: Config) -> bool:
         cp.connect.enabled
         or cp.refresh.enabled
         or any(
-            o.subscribe_proxy_enabled or o.publish_proxy_enabled or o.sub_refresh_proxy_enabled
+            o.subscribe_proxy_enabled
+            or o.publish_proxy_enabled
+            or o.sub_refresh_proxy_enabled
+            or o.subscribe_stream_proxy_enabled
             for o in options
         )
         or any(o.proxy_enabled for o in rpc)
@@ -111,12 +121,14 @@ class Proxies:
             "subscribe": {},
             "publish": {},
             "sub_refresh": {},
+            "subscribe_stream": {},
             "rpc": {},
         }
         defaults = {
             "subscribe": channel.subscribe,
             "publish": channel.publish,
             "sub_refresh": channel.sub_refresh,
+            "subscribe_stream": channel.subscribe_stream,
             "rpc": config.rpc.proxy,
         }
         wanted: list[tuple[str, str]] = []
@@ -145,6 +157,8 @@ class Proxies:
             out.append(("publish", o.publish_proxy_name))
         if o.sub_refresh_proxy_enabled:
             out.append(("sub_refresh", o.sub_refresh_proxy_name))
+        if o.subscribe_stream_proxy_enabled:
+            out.append(("subscribe_stream", o.subscribe_stream_proxy_name))
         return out
 
     def _make(self, kind: str, name: str, cfg: ProxyConfig, tls: TLSFactory | None) -> Proxy:
@@ -155,11 +169,14 @@ class Proxies:
 
     # ---- lookup ---------------------------------------------------------------------------
     def channel_proxy(self, kind: str, opts: ChannelOptions) -> Proxy | None:
-        """The subscribe / publish / sub_refresh proxy of a namespace, or None when off."""
+        """The subscribe / publish / sub_refresh / subscribe_stream proxy of a namespace,
+        or None when off."""
         if kind == "subscribe":
             on, name = opts.subscribe_proxy_enabled, opts.subscribe_proxy_name
         elif kind == "publish":
             on, name = opts.publish_proxy_enabled, opts.publish_proxy_name
+        elif kind == "subscribe_stream":
+            on, name = opts.subscribe_stream_proxy_enabled, opts.subscribe_stream_proxy_name
         else:
             on, name = opts.sub_refresh_proxy_enabled, opts.sub_refresh_proxy_name
         return self.by_kind[kind].get(name) if on else None
@@ -226,6 +243,43 @@ class Proxies:
                 protocol,
                 exc,
                 client_id,
+            )
+            raise
+        finally:
+            metrics.proxy_inflight(labels, -1)
+            metrics.proxy_duration(labels, time.perf_counter() - started)
+
+    async def open_stream(
+        self,
+        proxy: Proxy,
+        bidirectional: bool,
+        request: dict[str, Any],
+        headers: dict[str, str],
+        client_id: str,
+    ) -> tuple[dict[str, Any], SubscribeStream]:
+        """Open a subscribe stream with its metrics; a failure is logged once and re-raised."""
+        from relay.proxy.grpc import GRPCCaller
+        from relay.proxy.stream import open_stream
+
+        caller = proxy.caller
+        assert isinstance(caller, GRPCCaller)  # config validation: gRPC endpoints only
+        labels = ("grpc", proxy.kind, proxy.name)
+        forwarded = (
+            {k: v for k, v in headers.items() if k.lower() in proxy.headers} if headers else {}
+        )
+        metrics = self.metrics
+        metrics.proxy_inflight(labels, 1)
+        started = time.perf_counter()
+        try:
+            return await open_stream(caller, bidirectional, request, forwarded)
+        except ProxyFailure as exc:
+            metrics.proxy_error(labels)
+            log.error(
+                "error from subscribe stream proxy (proxy %s): %s client=%s channel=%s",
+                proxy.name,
+                exc,
+                client_id,
+                request.get("channel", ""),
             )
             raise
         finally:

@@ -399,7 +399,7 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
             "opentelemetry": {"enabled": True},
             "websocket": {"read_buffer_size": 4096},
             "channel": {
-                "namespaces": [{"name": "ns", "subscribe_stream_proxy_enabled": True}],
+                "namespaces": [{"name": "ns", "allow_tags_filter": True}],
                 "proxy": {"shared_poll_refresh": {"endpoint": "http://app/poll"}},
             },
             "engine": {"redis": {"history_use_lists": True}},
@@ -408,7 +408,7 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
     result = load_config(_write(tmp_path, "c.json", text), {})
     keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
     assert keys == [
-        "channel.namespaces.[0].subscribe_stream_proxy_enabled",
+        "channel.namespaces.[0].allow_tags_filter",
         "channel.proxy.shared_poll_refresh",
         "client.concurrency",
         "engine.redis.history_use_lists",
@@ -628,7 +628,7 @@ def test_readme_lists_what_schema_lists() -> None:
     block = module.render()
     assert (
         "`tls_autocert` (refused when enabled)" in block
-        and "`subscribe_stream_proxy_enabled` (refused)" in block
+        and "`allow_tags_filter` (refused)" in block
     )
     assert "`read_buffer_size`," in block  # warned only
     assert module.current((root / "README.md").read_text()) == block

@@ -24,6 +24,7 @@ from relay.proxy.outcomes import (
     publish_outcome,
     refresh_outcome,
     rpc_outcome,
+    stream_subscribe_outcome,
     subscribe_outcome,
 )
 
@@ -175,6 +176,21 @@ def test_outcomes() -> None:
     )
     assert refresh_outcome({"error": {"code": 1}}).expired  # only result counts
     assert refresh_outcome({"result": {"expire_at": 9}}).expire_at == 9
+
+
+def test_stream_subscribe_outcome() -> None:
+    """The first message of a subscribe stream: the error loses ``temporary``, disconnect
+    wins, only presence / join_leave / force_push_join_leave overrides count."""
+    with pytest.raises(ReplyError) as err:
+        stream_subscribe_outcome({"error": {"code": 4001, "message": "m", "temporary": True}})
+    assert err.value.error.to_dict() == {"code": 4001, "message": "m"}
+    with pytest.raises(DisconnectError) as disc:
+        stream_subscribe_outcome({"error": {"code": 1}, "disconnect": {"code": 4500}})
+    assert disc.value.disconnect.code == 4500
+    override = {"force_recovery": {"value": True}, "presence": {"value": False}}
+    out = stream_subscribe_outcome({"result": {"override": override, "b64info": "e30="}})
+    assert out.override == Override(presence=False) and out.info == b"{}"
+    assert stream_subscribe_outcome({}).override is None
 
 
 # ---- gRPC ------------------------------------------------------------------------------
