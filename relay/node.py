@@ -182,8 +182,15 @@ class Node:
 
     # ---- publishing -------------------------------------------------------------------
     def publish_options(
-        self, opts: ChannelOptions, skip_history: bool = False, key: str = ""
+        self,
+        opts: ChannelOptions,
+        skip_history: bool = False,
+        key: str = "",
+        version: int = 0,
+        version_epoch: str = "",
     ) -> PublishOptions:
+        """The engine's options for a publication into a channel with ``opts``; a
+        ``version`` only matters with history (centrifuge's brokers check it there)."""
         if skip_history or not opts.history_enabled:
             return PublishOptions(idempotency_key=key)
         return PublishOptions(
@@ -191,17 +198,19 @@ class Node:
             history_ttl=opts.history_ttl,
             history_meta_ttl=opts.history_meta_ttl,
             idempotency_key=key,
+            version=version,
+            version_epoch=version_epoch,
         )
 
     async def publish_many(
         self, items: list[tuple[str, Publication, PublishOptions]]
-    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+    ) -> list[tuple[StreamPosition, str] | ReplyError]:
         """Publish a batch through the engine (one bus message per owning shard)."""
         outcomes = await self.engine.publish_many(items)
         self.metrics.message_sent("publication", len(items))
         for outcome in outcomes:
             if not isinstance(outcome, ReplyError) and outcome[1]:
-                self.metrics.publish_suppressed_by("idempotency")
+                self.metrics.publish_suppressed_by(outcome[1])
         return outcomes
 
     async def publish(
@@ -212,13 +221,16 @@ class Node:
         *,
         skip_history: bool = False,
         idempotency_key: str = "",
+        version: int = 0,
+        version_epoch: str = "",
     ) -> StreamPosition:
-        """Publish into ``channel`` through the engine; returns its stream position."""
-        popts = self.publish_options(opts, skip_history, idempotency_key)
+        """Publish into ``channel`` through the engine; returns its stream position (the
+        stream's top when the publication was suppressed)."""
+        popts = self.publish_options(opts, skip_history, idempotency_key, version, version_epoch)
         sp, suppressed = await self.engine.publish(channel, pub, popts)
         self.metrics.message_sent("publication")
         if suppressed:
-            self.metrics.publish_suppressed_by("idempotency")
+            self.metrics.publish_suppressed_by(suppressed)
         return sp
 
     def check_data_format(self, opts: ChannelOptions, data: bytes, data_json: bool) -> None:

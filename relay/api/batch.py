@@ -93,7 +93,13 @@ class BatchMixin:
         check_data_format = node.check_data_format
         for i, req in run:
             known = memo.get(req.channel)
-            if known is None or req.b64data or req.skip_history or req.idempotency_key:
+            if (
+                known is None
+                or req.b64data
+                or req.skip_history
+                or req.idempotency_key
+                or req.version
+            ):
                 try:
                     items.append(self._publish_item(req, memo))
                     slots.append(i)
@@ -140,14 +146,16 @@ class BatchMixin:
         if not channel:
             raise ReplyError(ERROR_BAD_REQUEST)
         data, data_json = publish_payload(req)
-        skip, key = req.skip_history, req.idempotency_key
-        known = memo.get(channel) if not (skip or key) else None
+        skip, key, version = req.skip_history, req.idempotency_key, req.version
+        own = skip or key or version  # options of this item only
+        known = memo.get(channel) if not own else None
         if known is None:
             node = self.node
             opts = node.rules.resolve(channel)
             fmt = opts.publication_data_format or node.config.channel.publication_data_format
-            known = (opts, node.publish_options(opts, skip, key), fmt, opts.delta_publish)
-            if not (skip or key):
+            popts = node.publish_options(opts, skip, key, version, req.version_epoch)
+            known = (opts, popts, fmt, opts.delta_publish)
+            if not own:
                 memo[channel] = known
         self.node.check_data_format(known[0], data, data_json)
         delta = req.delta or known[0].delta_publish

@@ -154,7 +154,10 @@ class Executor(BatchMixin):
         node.check_data_format(opts, data, data_json)
         delta = req.delta or opts.delta_publish  # centrifugo internal/api/api.go
         pub = Publication(data=data, tags=req.tags or None, data_json=data_json, delta=delta)
-        sp = await self._publish(req.channel, pub, opts, req.skip_history, req.idempotency_key)
+        version = (req.version, req.version_epoch)
+        sp = await self._publish(
+            req.channel, pub, opts, req.skip_history, req.idempotency_key, version
+        )
         return position_result(sp)
 
     async def _publish_one(
@@ -166,15 +169,29 @@ class Executor(BatchMixin):
         delta = req.get("delta", False) or opts.delta_publish
         pub = Publication(data=data, tags=req.get("tags") or None, data_json=data_json, delta=delta)
         skip = bool(req.get("skip_history", False))
-        sp = await self._publish(channel, pub, opts, skip, str(req.get("idempotency_key", "")))
+        key = str(req.get("idempotency_key", ""))
+        version = (int(req.get("version", 0)), str(req.get("version_epoch", "")))
+        sp = await self._publish(channel, pub, opts, skip, key, version)
         return position_result(sp)
 
     async def _publish(
-        self, channel: str, pub: Publication, opts: ChannelOptions, skip: bool, key: str
+        self,
+        channel: str,
+        pub: Publication,
+        opts: ChannelOptions,
+        skip: bool,
+        key: str,
+        version: tuple[int, str] = (0, ""),
     ) -> StreamPosition:
         try:
             return await self.node.publish(
-                channel, pub, opts, skip_history=skip, idempotency_key=key
+                channel,
+                pub,
+                opts,
+                skip_history=skip,
+                idempotency_key=key,
+                version=version[0],
+                version_epoch=version[1],
             )
         except Exception as exc:
             log.error("publish to %s failed: %r", channel, exc)

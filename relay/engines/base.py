@@ -40,6 +40,17 @@ class PublishOptions:
     history_ttl: float = 0.0
     history_meta_ttl: float = 0.0
     idempotency_key: str = ""
+    #: the publisher's version of the channel's state (``version``/``version_epoch`` of the
+    #: API): with history, a version not above the stream's last one (same version epoch,
+    #: or none given) is suppressed, as centrifuge's brokers do
+    version: int = 0
+    version_epoch: str = ""
+
+
+#: why an engine suppressed a publication (the second element of a publish outcome;
+#: "" when it was not), as the ``reason`` label of centrifugo_broker_publish_suppressed_count
+SUPPRESSED_IDEMPOTENCY = "idempotency"
+SUPPRESSED_VERSION = "version"
 
 
 class EventHandler(Protocol):
@@ -64,16 +75,17 @@ class Broker(Protocol):
 
     async def publish(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         """Append to the stream (if history is on) and deliver.
 
-        Returns the position of the publication and whether it was suppressed as an
-        idempotent repeat (then it was not delivered again).
+        Returns the position of the publication and why it was suppressed ("" if it was
+        not; ``SUPPRESSED_IDEMPOTENCY`` for a repeat, ``SUPPRESSED_VERSION`` for a stale
+        version: then it was not delivered and the position is the stream's top).
         """
 
     async def publish_many(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
-    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+    ) -> list[tuple[StreamPosition, str] | ReplyError]:
         """Publish a batch in order; per-item failures are returned, not raised.
 
         The engine takes ownership of the ``Publication`` objects (it may store them).

@@ -19,7 +19,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from relay.engines.base import EventHandler, PublishOptions
+from relay.engines.base import (
+    SUPPRESSED_IDEMPOTENCY,
+    SUPPRESSED_VERSION,
+    EventHandler,
+    PublishOptions,
+)
 from relay.errors import ERROR_UNRECOVERABLE_POSITION, ReplyError
 from relay.protocol.messages import (
     ClientInfo,
@@ -49,6 +54,10 @@ class _Stream:
     items: deque[Publication] = field(default_factory=deque)
     items_expire: float = 0.0
     meta_expire: float = 0.0
+    #: the last publication's version and version epoch (centrifuge's memstream keeps
+    #: them from every publication, 0 and "" included)
+    version: int = 0
+    version_epoch: str = ""
 
 
 class MemoryEngine:
@@ -75,20 +84,23 @@ class MemoryEngine:
     # ---- broker -----------------------------------------------------------------------
     async def publish(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         return self.publish_sync(channel, pub, opts)
 
     def publish_sync(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         """Append and deliver without suspending (also used for batches)."""
         now = self._clock()
         if opts.idempotency_key:
             cached = self._idempotency.get((channel, opts.idempotency_key))
             if cached is not None and cached[1] > now:
-                return cached[0], True
+                return cached[0], SUPPRESSED_IDEMPOTENCY
         sp = StreamPosition(0, "")
         if opts.history_size > 0 and opts.history_ttl > 0:
+            stale = self._stale_version(channel, opts, now)
+            if stale is not None:
+                return stale, SUPPRESSED_VERSION
             # The stream owns its copy; callers keep theirs (cheaper than dataclasses.replace).
             pub = Publication(pub.data, pub.info, 0, pub.tags, pub.time, pub.data_json, pub.delta)
             sp = self._append(channel, pub, opts, now)
@@ -96,7 +108,21 @@ class MemoryEngine:
             self._idempotency[(channel, opts.idempotency_key)] = (sp, now + IDEMPOTENCY_TTL)
         if self._handler is not None:
             self._handler.handle_publication(channel, pub, sp)
-        return sp, False
+        return sp, ""
+
+    def _stale_version(
+        self, channel: str, opts: PublishOptions, now: float
+    ) -> StreamPosition | None:
+        """The stream's top if ``opts`` carries a version not above the stream's last one
+        (its version epoch unset or the same), else ``None``."""
+        stream = self._streams.get(channel)
+        if opts.version <= 0 or stream is None or stream.meta_expire <= now:
+            return None
+        if opts.version_epoch and opts.version_epoch != stream.version_epoch:
+            return None
+        if opts.version > stream.version:
+            return None
+        return StreamPosition(stream.top, stream.epoch)
 
     def _append(
         self, channel: str, pub: Publication, opts: PublishOptions, now: float
@@ -110,6 +136,7 @@ class MemoryEngine:
         while len(stream.items) > opts.history_size:
             stream.items.popleft()
         stream.items_expire = now + opts.history_ttl
+        stream.version, stream.version_epoch = opts.version, opts.version_epoch
         return StreamPosition(stream.top, stream.epoch)
 
     def _stream(self, channel: str, now: float, meta_ttl: float) -> _Stream:
@@ -122,12 +149,12 @@ class MemoryEngine:
 
     async def publish_many(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
-    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+    ) -> list[tuple[StreamPosition, str] | ReplyError]:
         return self.publish_many_sync(items)
 
     def publish_many_sync(
         self, items: Sequence[tuple[str, Publication, PublishOptions]]
-    ) -> list[tuple[StreamPosition, bool] | ReplyError]:
+    ) -> list[tuple[StreamPosition, str] | ReplyError]:
         """A batch of publishes, in order; per-item errors are returned, not raised.
 
         The batch takes ownership of its ``Publication`` objects (they go into the
@@ -136,12 +163,13 @@ class MemoryEngine:
         """
         now = self._clock()
         streams: dict[str, _Stream] = {}
-        out: list[tuple[StreamPosition, bool] | ReplyError] = []
+        out: list[tuple[StreamPosition, str] | ReplyError] = []
         delivered: list[tuple[str, Publication, StreamPosition]] = []
         append, deliver = out.append, delivered.append
         for channel, pub, opts in items:
             size = opts.history_size
-            if opts.idempotency_key or size <= 0 or opts.history_ttl <= 0:
+            if opts.idempotency_key or opts.version or size <= 0 or opts.history_ttl <= 0:
+                streams.pop(channel, None)  # its state moves outside this loop
                 if delivered:  # keep the order of deliveries
                     self._deliver(delivered)
                     delivered.clear()
@@ -156,6 +184,7 @@ class MemoryEngine:
                 if stream.items and stream.items_expire <= now:
                     stream.items.clear()
                 stream.items_expire = now + opts.history_ttl
+                stream.version, stream.version_epoch = 0, ""  # as each publication sets it
             top = pub.offset = stream.top = stream.top + 1
             queue = stream.items
             queue.append(pub)
@@ -163,7 +192,7 @@ class MemoryEngine:
                 queue.popleft()
             sp = _position(StreamPosition, (top, stream.epoch))
             deliver((channel, pub, sp))
-            append((sp, False))
+            append((sp, ""))
         if delivered:
             self._deliver(delivered)
         return out

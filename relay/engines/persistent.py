@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from relay.engines.base import PublishOptions
+from relay.engines.base import SUPPRESSED_IDEMPOTENCY, SUPPRESSED_VERSION, PublishOptions
 from relay.engines.memory import IDEMPOTENCY_TTL, MemoryEngine, _Stream
 from relay.engines.store import (
     IDEM,
@@ -49,12 +49,21 @@ __all__ = ["PersistentMemoryEngine"]
 
 log = logging.getLogger("relay.engine")
 
-PublishOutcome = tuple[StreamPosition, bool] | ReplyError
+PublishOutcome = tuple[StreamPosition, str] | ReplyError
 #: A channel's part of one batch: [stream, options, new publications, top offset so far].
+#: a stream a batch touches: [stream, options, new items, top, version, version epoch]
 _Held = list[Any]
 #: One item to apply after the write: channel, publication, position, its _Held, key.
 _Planned = tuple[str, Publication, StreamPosition, "_Held | None", str]
 _NO_POSITION = StreamPosition(0, "")
+
+
+def _stale(opts: PublishOptions, version: int, version_epoch: str) -> bool:
+    """Whether a versioned publication is not newer than the stream's last (as
+    ``MemoryEngine._stale_version``, against a batch's planned state)."""
+    if opts.version <= 0 or (opts.version_epoch and opts.version_epoch != version_epoch):
+        return False
+    return opts.version <= version
 
 
 class PersistentMemoryEngine(MemoryEngine):
@@ -85,6 +94,7 @@ class PersistentMemoryEngine(MemoryEngine):
             stream = _Stream(ls.epoch, ls.top, items_expire=ls.items_expire + delta)
             stream.items.extend(ls.items)
             stream.meta_expire = ls.meta_expire + delta
+            stream.version, stream.version_epoch = ls.version, ls.version_epoch
             self._streams[channel] = stream
         for key, (offset, epoch, expire) in loaded.idempotency.items():
             self._idempotency[key] = (StreamPosition(offset, epoch), expire + delta)
@@ -116,6 +126,8 @@ class PersistentMemoryEngine(MemoryEngine):
             len(stream.items),
             stream.items_expire + delta,
             stream.meta_expire + delta,
+            stream.version,
+            stream.version_epoch,
         )
 
     def _states(self, channels: Sequence[str]) -> list[Any]:
@@ -142,7 +154,7 @@ class PersistentMemoryEngine(MemoryEngine):
     # ---- publish -----------------------------------------------------------------------
     def publish_sync(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         copy = Publication(pub.data, pub.info, 0, pub.tags, pub.time, pub.data_json, pub.delta)
         result = self.publish_many_sync([(channel, copy, opts)])[0]
         if isinstance(result, ReplyError):
@@ -167,7 +179,12 @@ class PersistentMemoryEngine(MemoryEngine):
         keys: dict[tuple[str, str], StreamPosition] = {}
         add_entry, add_out, add_plan = entries.append, out.append, plan.append
         for channel, pub, opts in items:
-            if opts.idempotency_key or opts.history_size <= 0 or opts.history_ttl <= 0:
+            if (
+                opts.idempotency_key
+                or opts.version
+                or opts.history_size <= 0
+                or opts.history_ttl <= 0
+            ):
                 self._plan_other(channel, pub, opts, now, delta, held_by, keys, entries, out, plan)
                 continue
             held = held_by.get(channel)
@@ -175,6 +192,8 @@ class PersistentMemoryEngine(MemoryEngine):
                 held = held_by[channel] = self._hold(channel, opts, now)
             top = held[3] = held[3] + 1
             held[2] += 1
+            if held[4] or held[5]:
+                held[4], held[5] = 0, ""  # each publication sets the version
             pub.offset = top
             info = pub.info
             add_entry(
@@ -183,14 +202,14 @@ class PersistentMemoryEngine(MemoryEngine):
                  pub.tags, pub.time, pub.data_json, pub.delta)
             )  # fmt: skip
             sp = StreamPosition(top, held[0].epoch)
-            add_out((sp, False))
+            add_out((sp, ""))
             add_plan((channel, pub, sp, held, ""))
         if entries:
-            for channel, (stream, opts, new, top) in held_by.items():
+            for channel, (stream, opts, new, top, version, v_epoch) in held_by.items():
                 kept = min(opts.history_size, len(stream.items) + new)
                 entries.append(
                     (STATE, channel, stream.epoch, top, kept, now + opts.history_ttl + delta,
-                     stream.meta_expire + delta)
+                     stream.meta_expire + delta, version, v_epoch)
                 )  # fmt: skip
                 self._dirty.discard(channel)
             if self._dirty:
@@ -201,9 +220,10 @@ class PersistentMemoryEngine(MemoryEngine):
                 self._dirty.update(held_by)
                 return self._failed(out, plan)
             self._dirty.clear()
-        for stream, opts, _, top in held_by.values():
+        for stream, opts, _, top, version, v_epoch in held_by.values():
             stream.top = top
             stream.items_expire = now + opts.history_ttl
+            stream.version, stream.version_epoch = version, v_epoch
         idem = self._idempotency
         delivered: list[tuple[str, Publication, StreamPosition]] = []
         deliver = delivered.append
@@ -224,7 +244,7 @@ class PersistentMemoryEngine(MemoryEngine):
         stream = self._stream(channel, now, opts.history_meta_ttl)
         if stream.items and stream.items_expire <= now:
             stream.items.clear()
-        return [stream, opts, 0, stream.top]
+        return [stream, opts, 0, stream.top, stream.version, stream.version_epoch]
 
     def _plan_other(
         self,
@@ -244,11 +264,11 @@ class PersistentMemoryEngine(MemoryEngine):
         if key:
             cached = self._idempotency.get((channel, key))
             if cached is not None and cached[1] > now:
-                out.append((cached[0], True))
+                out.append((cached[0], SUPPRESSED_IDEMPOTENCY))
                 return
             seen = keys.get((channel, key))
             if seen is not None:  # the same key twice in one batch
-                out.append((seen, True))
+                out.append((seen, SUPPRESSED_IDEMPOTENCY))
                 return
         held = None
         sp = _NO_POSITION
@@ -256,6 +276,10 @@ class PersistentMemoryEngine(MemoryEngine):
             held = held_by.get(channel)
             if held is None:
                 held = held_by[channel] = self._hold(channel, opts, now)
+            if _stale(opts, held[4], held[5]):
+                out.append((StreamPosition(held[3], held[0].epoch), SUPPRESSED_VERSION))
+                return
+            held[4], held[5] = opts.version, opts.version_epoch
             top = held[3] = held[3] + 1
             held[2] += 1
             pub.offset = top
@@ -265,7 +289,7 @@ class PersistentMemoryEngine(MemoryEngine):
             keys[(channel, key)] = sp
             expire = now + delta + IDEMPOTENCY_TTL
             entries.append((IDEM, channel, key, sp.offset, sp.epoch, expire))
-        out.append((sp, False))
+        out.append((sp, ""))
         plan.append((channel, pub, sp, held, key))
 
     def _failed(self, out: list[PublishOutcome], plan: list[_Planned]) -> list[PublishOutcome]:

@@ -64,7 +64,7 @@ def _notify(handler: EventHandler, hook: str, channels: list[str]) -> None:
 log = logging.getLogger("relay.engine")
 
 PublishItem = tuple[str, Publication, PublishOptions]
-PublishOutcome = tuple[StreamPosition, bool] | ReplyError
+PublishOutcome = tuple[StreamPosition, str] | ReplyError
 
 
 class _OwnerEvents:
@@ -120,7 +120,7 @@ class ShardedEngine:
     # ---- owner side: requests from other workers ----------------------------------------
     def _serve_publish(
         self, _sender: int, channel: str, pub: Any, opts: PublishOptions
-    ) -> tuple[int, str, bool]:
+    ) -> tuple[int, str, str]:
         sp, dup = self.local.publish_sync(channel, pub_from_wire(pub), opts)
         return sp.offset, sp.epoch, dup
 
@@ -269,7 +269,7 @@ class ShardedEngine:
 
     async def publish(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         if self.owns(channel):
             return self.local.publish_sync(channel, pub, opts)
         offset, epoch, dup = await self._call(channel, "publish", pub_to_wire(pub), opts)

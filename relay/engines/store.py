@@ -19,9 +19,11 @@ Entries (msgpack arrays, first element the kind):
 
 * ``[PUB, channel, offset, data, info, tags, time, data_json, delta]`` a publication
   (``info``: ``[user, client, conn_info, chan_info]`` or nil);
-* ``[STATE, channel, epoch, top, kept, items_expire, meta_expire]`` the stream's
-  position after the entries before it; ``kept``: how many of its latest publications
-  are retained (older ones are dropped at replay), expiries as Unix seconds;
+* ``[STATE, channel, epoch, top, kept, items_expire, meta_expire, version,
+  version_epoch]`` the stream's position after the entries before it; ``kept``: how many
+  of its latest publications are retained (older ones are dropped at replay), expiries
+  as Unix seconds; the last publication's version (logs written before versions were
+  kept end at ``meta_expire`` and read as version 0);
 * ``[IDEM, channel, key, offset, epoch, expire]`` an idempotent publish's result;
 * ``[SNAPSHOT]`` first entry of a snapshot: everything before it is superseded.
 
@@ -149,6 +151,8 @@ class LoadedStream:
     items: list[Publication] = field(default_factory=list)
     items_expire: float = 0.0
     meta_expire: float = 0.0
+    version: int = 0
+    version_epoch: str = ""
 
 
 @dataclass(slots=True)
@@ -195,6 +199,8 @@ def replay(records: Iterable[list[list[Any]]], into: Loaded | None = None) -> Lo
                 elif len(stream.items) > kept:
                     del stream.items[: len(stream.items) - kept]
                 stream.items_expire, stream.meta_expire = e[5], e[6]
+                if len(e) > 8:  # written since publish versions are kept
+                    stream.version, stream.version_epoch = e[7], e[8]
             elif kind == IDEM:
                 state.idempotency[(e[1], e[2])] = (e[3], e[4], e[5])
             elif kind == SNAPSHOT:

@@ -131,7 +131,10 @@ def _loaded_chunks(state: Loaded) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for channel, s in state.streams.items():
         chunk.extend(pub_entry(channel, pub) for pub in s.items)
-        chunk.append((STATE, channel, s.epoch, s.top, len(s.items), s.items_expire, s.meta_expire))
+        chunk.append(
+            (STATE, channel, s.epoch, s.top, len(s.items), s.items_expire, s.meta_expire,
+             s.version, s.version_epoch)
+        )  # fmt: skip
         if len(chunk) >= SNAPSHOT_CHUNK:
             yield chunk
             chunk = []

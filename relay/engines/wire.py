@@ -30,11 +30,11 @@ __all__ = [
 InfoWire = tuple[str, str, bytes | None, bytes | None]
 PubWire = tuple[bytes, InfoWire | None, int, dict[str, str] | None, int, bool, bool]
 PublishItem = tuple[str, Publication, PublishOptions]
-PublishOutcome = tuple[StreamPosition, bool] | ReplyError
-OptionsWire = tuple[int, float, float, str]
+PublishOutcome = tuple[StreamPosition, str] | ReplyError
+OptionsWire = tuple[int, float, float, str, int, str]
 #: channels, publications, the distinct options, each item's index into them
 ItemsWire = tuple[list[str], list[PubWire], list[OptionsWire], list[int]]
-OutcomeWire = tuple[int, str, bool] | ReplyError
+OutcomeWire = tuple[int, str, str] | ReplyError
 
 
 def info_to_wire(info: ClientInfo) -> InfoWire:
@@ -85,8 +85,9 @@ def items_to_wire(items: Sequence[PublishItem]) -> ItemsWire:
         if i is None:
             i = table[id(opts)] = len(distinct)
             distinct.append(
-                (opts.history_size, opts.history_ttl, opts.history_meta_ttl, opts.idempotency_key)
-            )
+                (opts.history_size, opts.history_ttl, opts.history_meta_ttl, opts.idempotency_key,
+                 opts.version, opts.version_epoch)
+            )  # fmt: skip
         add_index(i)
     return channels, pubs, distinct, index
 

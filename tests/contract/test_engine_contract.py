@@ -144,7 +144,7 @@ async def _publish_n(h: Harness, channel: str, n: int, opts: PublishOptions = HI
     out = []
     for i in range(1, n + 1):
         sp, dup = await h.engine.publish(channel, _pub(i), opts)
-        assert dup is False
+        assert dup == ""
         out.append(sp)
     return out
 
@@ -154,7 +154,7 @@ async def test_publish_without_history(engine_factory: Factory, channel: str) ->
     h = await engine_factory()
     pub = _pub(1)
     sp, dup = await h.engine.publish(channel, pub, PublishOptions())
-    assert (sp, dup) == (StreamPosition(0, ""), False)
+    assert (sp, dup) == (StreamPosition(0, ""), "")
     assert len(h.handler.pubs) == 1
     ch, got, got_sp = h.handler.pubs[0]
     assert ch == channel and got.data == pub.data and got_sp == StreamPosition(0, "")
@@ -355,7 +355,7 @@ async def test_idempotency_key(engine_factory: Factory, channel: str) -> None:
     opts = PublishOptions(history_size=10, history_ttl=300.0, idempotency_key="k1")
     sp1, dup1 = await h.engine.publish(channel, _pub(1), opts)
     sp2, dup2 = await h.engine.publish(channel, _pub(2), opts)
-    assert (dup1, dup2) == (False, True)
+    assert (dup1, dup2) == ("", "idempotency")
     assert sp2 == sp1 == StreamPosition(1, sp1.epoch)
     assert len(h.handler.pubs) == 1
     res = await h.engine.history(channel, ALL)
@@ -364,18 +364,65 @@ async def test_idempotency_key(engine_factory: Factory, channel: str) -> None:
     sp3, dup3 = await h.engine.publish(
         channel, _pub(3), PublishOptions(history_size=10, history_ttl=300.0, idempotency_key="k2")
     )
-    assert (sp3.offset, dup3) == (2, False)
+    assert (sp3.offset, dup3) == (2, "")
     _, dup4 = await h.engine.publish(channel + "-x", _pub(4), opts)
-    assert dup4 is False
+    assert dup4 == ""
     assert len(h.handler.pubs) == 3
 
 
 async def test_idempotency_without_history(engine_factory: Factory, channel: str) -> None:
     h = await engine_factory()
     opts = PublishOptions(idempotency_key="k")
-    assert await h.engine.publish(channel, _pub(1), opts) == (StreamPosition(0, ""), False)
-    assert await h.engine.publish(channel, _pub(1), opts) == (StreamPosition(0, ""), True)
+    assert await h.engine.publish(channel, _pub(1), opts) == (StreamPosition(0, ""), "")
+    assert await h.engine.publish(channel, _pub(1), opts) == (StreamPosition(0, ""), "idempotency")
     assert len(h.handler.pubs) == 1
+
+
+def _versioned(version: int, epoch: str = "") -> PublishOptions:
+    return PublishOptions(history_size=10, history_ttl=3600.0, version=version, version_epoch=epoch)
+
+
+async def test_stale_versions_are_suppressed(engine_factory: Factory, channel: str) -> None:
+    """As centrifuge's brokers: with history, a version not above the last one (same
+    version epoch, or none given) is suppressed; the answer is the stream's top."""
+    h = await engine_factory()
+    sp1, why1 = await h.engine.publish(channel, _pub(1), _versioned(2, "a"))
+    assert why1 == ""
+    for version, epoch in ((2, "a"), (1, "a"), (2, ""), (1, "")):
+        assert await h.engine.publish(channel, _pub(9), _versioned(version, epoch)) == (
+            sp1,
+            "version",
+        )
+    sp2, why2 = await h.engine.publish(channel, _pub(2), _versioned(3, "a"))
+    sp3, why3 = await h.engine.publish(channel, _pub(3), _versioned(1, "b"))  # a new epoch
+    assert (sp2.offset, sp3.offset, why2, why3) == (2, 3, "", "")
+    res = await h.engine.history(channel, ALL)
+    assert [p.data for p in res.publications] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    assert len(h.handler.pubs) == 3
+
+
+async def test_versions_need_history(engine_factory: Factory, channel: str) -> None:
+    h = await engine_factory()
+    opts = PublishOptions(version=5)
+    assert [(await h.engine.publish(channel, _pub(i), opts))[1] for i in (1, 2)] == ["", ""]
+    assert len(h.handler.pubs) == 2
+
+
+async def test_stale_versions_in_a_batch(engine_factory: Factory, channel: str) -> None:
+    h = await engine_factory()
+    items = [
+        (channel, _pub(1), _versioned(5)),
+        (channel, _pub(2), _versioned(5)),  # stale against the one before it
+        (channel, _pub(3), HIST),
+        (channel, _pub(4), _versioned(6)),
+        (channel, _pub(5), _versioned(6)),
+    ]
+    outcomes = await h.engine.publish_many(items)
+    assert [o[1] for o in outcomes if not isinstance(o, ReplyError)] == [
+        "", "version", "", "", "version",
+    ]  # fmt: skip
+    res = await h.engine.history(channel, ALL)
+    assert [p.data for p in res.publications] == [b'{"n":1}', b'{"n":3}', b'{"n":4}']
 
 
 async def test_idempotency_expires(engine_factory: Factory, channel: str) -> None:
@@ -384,10 +431,10 @@ async def test_idempotency_expires(engine_factory: Factory, channel: str) -> Non
     sp1, _ = await h.engine.publish(channel, _pub(1), opts)
     h.tick(IDEMPOTENCY_TTL - 1)
     sp2, dup = await h.engine.publish(channel, _pub(2), opts)
-    assert (sp2, dup) == (sp1, True)
+    assert (sp2, dup) == (sp1, "idempotency")
     h.tick(2)
     sp3, dup = await h.engine.publish(channel, _pub(3), opts)
-    assert dup is False
+    assert dup == ""
     assert sp3.offset == 2
     assert len(h.handler.pubs) == 2
 

@@ -103,8 +103,8 @@ class _Delivered:
 
     async def publish(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
-        result: tuple[StreamPosition, bool] = await self._delivered(
+    ) -> tuple[StreamPosition, str]:
+        result: tuple[StreamPosition, str] = await self._delivered(
             channel, lambda: self.engine.publish(channel, pub, opts)
         )
         return result

@@ -102,6 +102,37 @@ async def test_publish_b64data_and_idempotency(api: API) -> None:
     assert [p["data"] for p in hist["result"]["publications"]] == [{"x": 1}]
 
 
+async def test_publish_versions_suppress_stale_state(api: API) -> None:
+    """``version``/``version_epoch`` as Centrifugo 6.9.1 answers them (checked side by
+    side): a stale version gets the stream's top and is not stored; batch and broadcast
+    carry versions too."""
+
+    async def offset(method: str, params: dict[str, Any]) -> Any:
+        return (await api.call(method, params))["result"]["offset"]
+
+    pub = {"channel": "hist:v", "data": {"a": 1}}
+    assert await offset("publish", {**pub, "version": 2}) == 1
+    assert await offset("publish", {**pub, "version": 2}) == 1
+    assert await offset("publish", {**pub, "version": 1, "version_epoch": ""}) == 1
+    assert await offset("publish", {**pub, "version": 3, "version_epoch": "x"}) == 2
+    assert await offset("publish", {**pub, "version": 3}) == 2
+    assert await offset("publish", {**pub, "version": 1, "version_epoch": "y"}) == 3
+    batch = {
+        "commands": [
+            {"publish": {**pub, "version": 5}},
+            {"publish": {**pub, "version": 5}},
+            {"publish": {**pub, "version": 6}},
+        ]
+    }
+    replies = (await api.call("batch", batch))["replies"]
+    assert [r["publish"]["offset"] for r in replies] == [4, 4, 5]
+    cast = {"channels": ["hist:v", "hist:w"], "data": 1, "version": 6}
+    responses = (await api.call("broadcast", cast))["result"]["responses"]
+    assert [r["result"]["offset"] for r in responses] == [5, 1]
+    hist = await api.call("history", {"channel": "hist:v", "limit": -1})
+    assert [p["offset"] for p in hist["result"]["publications"]] == [3, 4, 5]  # size 3
+
+
 async def test_transport_error_mode_header(api: API) -> None:
     hdr = {"X-Centrifugo-Error-Mode": "transport"}
     status, body, _ = await api.raw("/publish", '{"channel":"nope:x","data":1}', headers=hdr)

@@ -41,7 +41,11 @@ def test_items_share_their_options_table() -> None:
     items = [("x", PUBS[0], a), ("y", PUBS[1], b), ("x", PUBS[0], a)]
     wire = items_to_wire(items)
     # options travel as plain tuples, one per distinct options object
-    assert wire[2] == [(10, 60.0, 0.0, ""), (0, 0.0, 0.0, "")] and wire[3] == [0, 1, 0]
+    assert wire[2] == [(10, 60.0, 0.0, "", 0, ""), (0, 0.0, 0.0, "", 0, "")] and wire[3] == [
+        0,
+        1,
+        0,
+    ]
     assert items_from_wire(pickle.loads(pickle.dumps(wire))) == items
     assert type(outcomes_from_wire(outcomes_to_wire([(StreamPosition(1, "e"), False)]))[0][0]) is (
         StreamPosition

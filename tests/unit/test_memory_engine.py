@@ -193,9 +193,9 @@ def test_expire_on_empty_engine() -> None:
 def test_idempotency_expires_exactly_at_ttl() -> None:
     e, clock = _engine()
     opts = PublishOptions(idempotency_key="k")
-    assert e.publish_sync("ch", Publication(b"1"), opts)[1] is False
+    assert e.publish_sync("ch", Publication(b"1"), opts)[1] == ""
     clock.now += IDEMPOTENCY_TTL
-    assert e.publish_sync("ch", Publication(b"1"), opts)[1] is False
+    assert e.publish_sync("ch", Publication(b"1"), opts)[1] == ""
 
 
 def test_idempotency_cached_position_survives_epoch_change() -> None:
@@ -203,7 +203,7 @@ def test_idempotency_cached_position_survives_epoch_change() -> None:
     opts = PublishOptions(history_size=5, history_ttl=10, history_meta_ttl=60, idempotency_key="k")
     sp, _ = e.publish_sync("ch", Publication(b"1"), opts)
     clock.now += 100  # meta expired, idempotency still valid
-    assert e.publish_sync("ch", Publication(b"1"), opts) == (sp, True)
+    assert e.publish_sync("ch", Publication(b"1"), opts) == (sp, "idempotency")
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])
@@ -242,7 +242,7 @@ def test_publish_many_matches_one_by_one() -> None:
 
     assert shape(outcomes) == shape(expected)
     assert [o[0].offset for o in outcomes] == [1, 1, 0, 2, 3, 3, 4, 2, 5]
-    assert outcomes[5][1] is True  # the repeated idempotency key is suppressed
+    assert outcomes[5][1] == "idempotency"  # the repeated idempotency key is suppressed
     assert len({o[0].epoch for o in outcomes if o[0].epoch and o[0].offset}) == 2  # a and b
     for engine in (batch, single):
         a = [p.data for p in engine.history_sync("a", ALL).publications]

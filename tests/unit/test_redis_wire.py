@@ -142,11 +142,14 @@ def test_range_ids_values() -> None:
 # ---- script replies ---------------------------------------------------------------------
 def test_publish_result_sets_the_offset_unless_suppressed() -> None:
     pub = Publication(data=b"1")
-    assert publish_result([3, b"ep", 0], pub) == (StreamPosition(3, "ep"), False)
+    assert publish_result([3, b"ep", 0, 0], pub) == (StreamPosition(3, "ep"), "")
     assert pub.offset == 3
     again = Publication(data=b"1")
-    assert publish_result([3, b"ep", b"1"], again) == (StreamPosition(3, "ep"), True)
+    assert publish_result([3, b"ep", b"1", 0], again) == (StreamPosition(3, "ep"), "idempotency")
     assert again.offset == 0
+    stale = Publication(data=b"1")
+    assert publish_result([3, b"ep", 0, b"1"], stale) == (StreamPosition(3, "ep"), "version")
+    assert stale.offset == 0
 
 
 def test_entry_to_pub_reads_offset_from_the_stream_id() -> None:

@@ -89,9 +89,26 @@ async def test_restart_keeps_epoch_offsets_history_and_idempotency(tmp_path: Pat
     assert after["ch"].position == StreamPosition(5, first[0].epoch)
     assert [p.data for p in after["ch"].publications] == [b'"1"', b'"2"', b'"3"']
     assert after["empty"].position == empty.position
-    assert e2.publish_sync("idem", pub(b'"i"'), idem) == (sp, True)
+    assert e2.publish_sync("idem", pub(b'"i"'), idem) == (sp, "idempotency")
     assert e2.publish_sync("ch", pub(b'"n"'), OPTS)[0] == StreamPosition(6, first[0].epoch)
     await e2.close()
+
+
+async def test_publish_versions_survive_a_restart_and_a_compaction(tmp_path: Path) -> None:
+    clock = Clock()
+    e = engine(tmp_path, clock)
+    versioned = PublishOptions(history_size=3, history_ttl=60.0, version=7, version_epoch="v")
+    sp, why = e.publish_sync("ch", pub(b'"7"'), versioned)
+    assert why == ""
+    e2 = engine(tmp_path, clock)  # no close(): from the log
+    assert e2.publish_sync("ch", pub(b'"x"'), versioned) == (sp, "version")
+    assert e2.compact(wait=True)
+    await e2.close()
+    e3 = engine(tmp_path, clock)  # from the snapshot
+    older = PublishOptions(history_size=3, history_ttl=60.0, version=6)
+    assert e3.publish_sync("ch", pub(b'"6"'), older) == (sp, "version")
+    assert [p.data for p in e3.history_sync("ch", ALL).publications] == [b'"7"']
+    await e3.close()
 
 
 async def test_retention_holds_across_restart_and_compaction_bounds_the_log(
@@ -168,7 +185,7 @@ def test_a_failed_write_fails_the_publish_and_changes_nothing(tmp_path: Path) ->
         e.publish_sync("ch", pub(b"2"), OPTS)
     assert err.value.error.code == 100
     out = e.publish_many_sync([("ch", pub(b"3"), OPTS), ("nohist", pub(b"4"), PublishOptions())])
-    assert isinstance(out[0], ReplyError) and out[1] == (StreamPosition(0, ""), False)
+    assert isinstance(out[0], ReplyError) and out[1] == (StreamPosition(0, ""), "")
     assert e.history_sync("ch", ALL) == before
 
 
@@ -196,7 +213,10 @@ async def test_another_worker_count_repartitions_the_history(tmp_path: Path) -> 
     engines = [engine(Path(root) / f"worker-{w}", clock) for w in range(3)]
     assert {ch: engines[new.owner(ch)].history_sync(ch, ALL) for ch in channels} == before
     ch = channels[0]
-    assert engines[new.owner(ch)].publish_sync(ch, pub(b"i"), idem) == (before[ch].position, True)
+    assert engines[new.owner(ch)].publish_sync(ch, pub(b"i"), idem) == (
+        before[ch].position,
+        "idempotency",
+    )
     assert claim_layout(str(tmp_path), 3, now) == root  # claimed: nothing moves again
     for e in engines:
         await e.close()

@@ -87,7 +87,7 @@ T = TypeVar("T")
 #: One publish of a batch: channel, publication, options.
 PublishItem = tuple[str, Publication, PublishOptions]
 #: What ``publish_many`` gives for one item: the ``publish`` result or the error.
-PublishOutcome = tuple[StreamPosition, bool] | ReplyError
+PublishOutcome = tuple[StreamPosition, str] | ReplyError
 
 
 # ---- optional handler hooks -------------------------------------------------------------
@@ -102,6 +102,13 @@ class BrokerStateHandler(Protocol):
 
 
 # ---- the engine -------------------------------------------------------------------------
+def _go_int(version: int) -> int:
+    """A version as centrifuge hands it to its Lua script (``strconv.Itoa(int(v))``: a
+    uint64 of 2**63 or more wraps negative), so that relay and Centrifugo nodes sharing a
+    Redis during a migration store and compare the same ``v``."""
+    return version - 2**64 if version >= 2**63 else version
+
+
 class RedisEngine:
     """``engine.type: redis``: broker + presence manager on one or several Redis shards.
 
@@ -186,7 +193,7 @@ class RedisEngine:
     # ---- broker -------------------------------------------------------------------------
     async def publish(
         self, channel: str, pub: Publication, opts: PublishOptions
-    ) -> tuple[StreamPosition, bool]:
+    ) -> tuple[StreamPosition, str]:
         """Append (history on when ``history_size`` and ``history_ttl`` are > 0) and PUBLISH.
 
         Atomic per channel (one Lua script). Delivery to handlers, this node's included,
@@ -249,6 +256,8 @@ class RedisEngine:
             new_epoch(),
             ms(IDEMPOTENCY_TTL),
             "1" if history else "0",
+            str(_go_int(opts.version)),
+            opts.version_epoch,
         )
 
     async def publish_join(self, channel: str, info: ClientInfo) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.cluster.shards import fnv1a_64, jump_hash
+from relay.engines.base import SUPPRESSED_IDEMPOTENCY, SUPPRESSED_VERSION
 from relay.protocol import json_codec
 from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
 from relay.protocol.protobuf_codec import decode_message, encode_message
@@ -108,8 +109,13 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def publish_result(reply: Any, pub: Publication) -> tuple[StreamPosition, bool]:
-    offset, epoch, suppressed = int(reply[0]), text(reply[1]), bool(int(reply[2]))
+def publish_result(reply: Any, pub: Publication) -> tuple[StreamPosition, str]:
+    offset, epoch = int(reply[0]), text(reply[1])
+    suppressed = ""
+    if int(reply[2]):
+        suppressed = SUPPRESSED_IDEMPOTENCY
+    elif len(reply) > 3 and int(reply[3]):
+        suppressed = SUPPRESSED_VERSION
     if not suppressed:
         pub.offset = offset
     return StreamPosition(offset, epoch), suppressed
