@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 30
 # Integration files the pure-Python twin run leaves out: they exercise nothing of the fast
 # path that the files it runs do not (gRPC, proxies' backends, JWKS, OpenAPI, TLS to Redis,
 # the Node.js SDK); they run once, with the extension, in the first pass.
-TWIN_SKIP := test_grpc_api.py test_uni_grpc.py test_proxy.py test_proxy_kinds.py test_jwks.py \
+TWIN_SKIP := test_grpc_api.py test_uni_grpc.py test_proxy.py test_proxy_kinds.py test_proxy_stream.py test_jwks.py \
 	test_openapi_schemathesis.py test_redis_tls.py test_node_sdk.py test_ports_tls.py
 
 $(STAMP): pyproject.toml setup.py relay/_fastpath.pyx

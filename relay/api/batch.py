@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["BatchMixin"]
 
 _NO_REPLY: Result = {}
-#: per channel of a batch: its options, publish options, effective data format, delta
-_ChannelMemo = dict[str, tuple["ChannelOptions", PublishOptions, str, bool]]
+#: per channel of a batch (and per namespace, keyed ``(name,)``): its options, publish
+#: options, effective data format, delta
+_ChannelMemo = dict[str | tuple[str], tuple["ChannelOptions", PublishOptions, str, bool]]
 
 
 class BatchMixin:
@@ -140,7 +141,8 @@ class BatchMixin:
         """Validate one publish request into an engine item (same checks as ``publish``).
 
         ``memo`` keeps each channel's options for the rest of the batch (a batch usually
-        repeats a few channels many times).
+        repeats a few channels many times), and each namespace's (a batch of many
+        distinct channels usually has few namespaces).
         """
         channel = req.channel
         if not channel:
@@ -151,10 +153,15 @@ class BatchMixin:
         known = memo.get(channel) if not own else None
         if known is None:
             node = self.node
-            opts = node.rules.resolve(channel)
-            fmt = opts.publication_data_format or node.config.channel.publication_data_format
-            popts = node.publish_options(opts, skip, key, version, req.version_epoch)
-            known = (opts, popts, fmt, opts.delta_publish)
+            namespace = (node.rules.namespace_of(channel)[0],)
+            known = memo.get(namespace) if not own else None
+            if known is None:
+                opts = node.rules.resolve(channel)  # 102 for an unknown namespace
+                fmt = opts.publication_data_format or node.config.channel.publication_data_format
+                popts = node.publish_options(opts, skip, key, version, req.version_epoch)
+                known = (opts, popts, fmt, opts.delta_publish)
+                if not own:
+                    memo[namespace] = known
             if not own:
                 memo[channel] = known
         self.node.check_data_format(known[0], data, data_json)

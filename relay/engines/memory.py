@@ -40,6 +40,7 @@ IDEMPOTENCY_TTL = 300.0
 _LETTERS = string.ascii_letters
 #: builds a StreamPosition without the NamedTuple's Python-level __new__ (the hot loop)
 _position = tuple.__new__
+_NO_POSITION = StreamPosition(0, "")
 
 
 def new_epoch() -> str:
@@ -168,6 +169,10 @@ class MemoryEngine:
         append, deliver = out.append, delivered.append
         for channel, pub, opts in items:
             size = opts.history_size
+            if (size <= 0 or opts.history_ttl <= 0) and not opts.idempotency_key:
+                deliver((channel, pub, _NO_POSITION))  # no history: delivered as it is
+                append((_NO_POSITION, ""))
+                continue
             if opts.idempotency_key or opts.version or size <= 0 or opts.history_ttl <= 0:
                 streams.pop(channel, None)  # its state moves outside this loop
                 if delivered:  # keep the order of deliveries

@@ -155,6 +155,9 @@ def encode_batch_result(result: dict[str, Any]) -> bytes:
                 head, tail = known.get(epoch) or _publish_reply_parts(epoch)
                 add(b"%s%d%s" % (head, offset, tail))
                 continue
+        elif position == {} and len(reply) == 1:  # into a channel without history
+            add(b'{"publish":{}}')
+            continue
         add(dumps(reply))
     return b'{"replies":[' + b",".join(parts) + b"]}"
 

@@ -133,6 +133,19 @@ async def test_publish_versions_suppress_stale_state(api: API) -> None:
     assert [p["offset"] for p in hist["result"]["publications"]] == [3, 4, 5]  # size 3
 
 
+async def test_batch_of_distinct_channels_gets_each_namespace_right(api: API) -> None:
+    """Options are memoised per namespace within a batch: every channel still gets its
+    own namespace's (history or not, 102 for an unknown one)."""
+    channels = ["hist:n1", "plain1", "nope:x", "hist:n2", "plain2", "nope:y", "hist:n1"]
+    batch = {"commands": [{"publish": {"channel": c, "data": 1}} for c in channels]}
+    replies = (await api.call("batch", batch))["replies"]
+    unknown = {"error": {"code": 102, "message": "unknown channel"}}
+    assert [r.get("publish", r).get("offset", r.get("error", {}).get("code")) for r in replies] == [
+        1, None, 102, 1, None, 102, 2,
+    ]  # fmt: skip
+    assert replies[1] == {"publish": {}} and replies[2] == unknown
+
+
 async def test_transport_error_mode_header(api: API) -> None:
     hdr = {"X-Centrifugo-Error-Mode": "transport"}
     status, body, _ = await api.raw("/publish", '{"channel":"nope:x","data":1}', headers=hdr)
