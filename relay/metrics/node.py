@@ -43,6 +43,8 @@ class Metrics:
         self._exposition = Exposition()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._counts: dict[tuple[Any, tuple[str, ...]], float] = {}
+        #: gauges set since the last flush: the latest value of each
+        self._gauges: dict[Any, float] = {}
         self._histograms: dict[tuple[Any, tuple[str, ...]], list[Any]] = {}
         self._summaries: dict[tuple[Any, tuple[str, ...]], list[Any]] = {}
         self._sketch_counts: dict[tuple[str, tuple[str, ...], int], int] = {}
@@ -183,6 +185,10 @@ class Metrics:
             if n:
                 self._child(key[0], *key[1]).inc(n)
                 counts[key] = 0
+        if self._gauges:
+            for gauge, value in self._gauges.items():
+                gauge.set(value)
+            self._gauges.clear()
         for (histogram, labels), entry in self._histograms.items():
             buckets = entry[0]
             if not any(buckets):
@@ -237,12 +243,14 @@ class Metrics:
         self._add(self.actions, (name, ""))
 
     def set_clients(self, clients: int, users: int) -> None:
-        self.num_clients.set(clients)
-        self.num_users.set(users)
+        """Held until the next ``flush`` (a connect or disconnect pays a dict store, not
+        two writes to prometheus-client's files with a ``getpid`` each)."""
+        self._gauges[self.num_clients] = clients
+        self._gauges[self.num_users] = users
 
     def set_subscriptions(self, subs: int, channels: int) -> None:
-        self.num_subscriptions.set(subs)
-        self.num_channels.set(channels)
+        self._gauges[self.num_subscriptions] = subs
+        self._gauges[self.num_channels] = channels
 
     def set_nodes(self, nodes: int) -> None:
         self.num_nodes.set(nodes)
