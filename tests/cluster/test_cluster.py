@@ -298,9 +298,15 @@ async def test_internal_port_and_tls_with_workers(tmp_path: Path) -> None:
             url = f"http://127.0.0.1:{internal}/api/publish"
             async with http.post(url, json=body, headers=hdrs) as r:
                 assert r.status == 200 and "result" in await r.json()
-            async with http.get(f"http://127.0.0.1:{internal}/metrics") as r:
-                text = await r.text()
-                assert "centrifugo_node_num_clients 4" in text
+            # each worker writes its gauges at its next flush (every second; Centrifugo
+            # updates them every 10 s), so the sum reaches 4 within about a second
+            for _ in range(40):
+                async with http.get(f"http://127.0.0.1:{internal}/metrics") as r:
+                    text = await r.text()
+                if "centrifugo_node_num_clients 4" in text:
+                    break
+                await asyncio.sleep(0.1)
+            assert "centrifugo_node_num_clients 4" in text
             async with http.get(
                 f"https://127.0.0.1:{port}/health", ssl=certs.client_context()
             ) as r:

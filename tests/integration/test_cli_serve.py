@@ -86,9 +86,13 @@ async def test_serve_publish_and_sigterm(relay_process: Any) -> None:
             headers={"X-API-Key": "cli-key"},
         ) as resp:
             assert resp.status == 200
-        async with http.get(f"{base}/metrics") as resp:
-            text = await resp.text()
-            assert "centrifugo_node_num_clients 1\n" in text
+        for _ in range(40):  # gauges reach the scrape at each worker's next flush (1 s)
+            async with http.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            if "centrifugo_node_num_clients 1\n" in text:
+                break
+            await asyncio.sleep(0.1)
+        assert "centrifugo_node_num_clients 1\n" in text
     assert (await c.push("pub", "news"))["pub"]["data"] == {"x": 1}
     closing = asyncio.ensure_future(c.closed(timeout=5))
     proc.send_signal(signal.SIGTERM)
