@@ -31,6 +31,7 @@ from relay.protocol.codecs import Codec
 from relay.protocol.messages import Publication
 from relay.protocol.session import Session
 from relay.protocol.tokens import REFRESH, SUB_REFRESH
+from relay.proxy.outcomes import ProxiedSubscribe
 from relay.subscriptions import SubscriptionOwner
 
 __all__ = ["CommandClient", "HANDLERS"]
@@ -160,16 +161,7 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
         if proxy is None:
             raise ReplyError(ERROR_NOT_AVAILABLE)
         answer = await proxied.subscribe(client, proxy, plan.channel, req)
-        plan = cmd.proxied_subscribe(
-            plan,
-            client.ctx.session,
-            user=client.user,
-            info=answer.info,
-            data=answer.data,
-            override=answer.override,
-            expire_at=answer.expire_at,
-            now=client.timers.now(),
-        )
+        plan = _proxied_plan(client, plan, answer)
     server_refresh = (
         proxies is not None and proxies.channel_proxy("sub_refresh", plan.opts) is not None
     )
@@ -189,6 +181,22 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
     return result
 
 
+def _proxied_plan(
+    client: CommandClient, plan: cmd.SubscribePlan, answer: ProxiedSubscribe
+) -> cmd.SubscribePlan:
+    """The plan once the subscribe (or subscribe stream) proxy allowed it."""
+    return cmd.proxied_subscribe(
+        plan,
+        client.ctx.session,
+        user=client.user,
+        info=answer.info,
+        data=answer.data,
+        override=answer.override,
+        expire_at=answer.expire_at,
+        now=client.timers.now(),
+    )
+
+
 async def _subscribe_stream(client: CommandClient, plan: cmd.SubscribePlan, req: Request) -> Result:
     """A subscribe_stream namespace: the stream's first answer decides; once the reply
     is out the backend's publications flow (``proxied.StreamSubscription``)."""
@@ -199,16 +207,7 @@ async def _subscribe_stream(client: CommandClient, plan: cmd.SubscribePlan, req:
     bidirectional = plan.opts.subscribe_stream_proxy_bidirectional
     answer, stream = await proxied.subscribe_stream(client, proxy, plan.channel, req, bidirectional)
     try:
-        plan = cmd.proxied_subscribe(
-            plan,
-            client.ctx.session,
-            user=client.user,
-            info=answer.info,
-            data=answer.data,
-            override=answer.override,
-            expire_at=answer.expire_at,
-            now=client.timers.now(),
-        )
+        plan = _proxied_plan(client, plan, answer)
         result, sub = await subscriptions.subscribe(
             client,
             plan.channel,

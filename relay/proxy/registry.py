@@ -23,9 +23,9 @@ import base64
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from relay.config import ChannelOptions, Config
 from relay.config.proxy_tree import ProxyConfig, TLSConfig
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Caller", "Proxy", "Proxies", "uses_proxies"]
 
+_T = TypeVar("_T")
 log = logging.getLogger("relay.proxy")
 
 TLSFactory = Callable[[TLSConfig, str], ssl.SSLContext]
@@ -100,6 +101,13 @@ def _caller(cfg: ProxyConfig, entity: str, tls: TLSFactory | None) -> Caller:
 
     caller: Caller = GRPCCaller(cfg, entity)
     return caller
+
+
+def _forwarded(proxy: Proxy, headers: dict[str, str]) -> dict[str, str]:
+    """The request headers ``proxy`` is configured to pass on (``http_headers``)."""
+    if not headers:
+        return {}
+    return {k: v for k, v in headers.items() if k.lower() in proxy.headers}
 
 
 class Proxies:
@@ -226,28 +234,9 @@ class Proxies:
         """One call with its metrics; a failure is logged once and re-raised."""
         protocol = proxy.caller.protocol
         labels = (protocol, proxy.kind, proxy.name)
-        forwarded = (
-            {k: v for k, v in headers.items() if k.lower() in proxy.headers} if headers else {}
-        )
-        metrics = self.metrics
-        metrics.proxy_inflight(labels, 1)
-        started = time.perf_counter()
-        try:
-            return await proxy.caller(proxy.kind, request, forwarded)
-        except ProxyFailure as exc:
-            metrics.proxy_error(labels)
-            log.error(
-                "error proxying %s (proxy %s, %s): %s client=%s",
-                proxy.kind,
-                proxy.name,
-                protocol,
-                exc,
-                client_id,
-            )
-            raise
-        finally:
-            metrics.proxy_inflight(labels, -1)
-            metrics.proxy_duration(labels, time.perf_counter() - started)
+        what = f"error proxying {proxy.kind} (proxy {proxy.name}, {protocol})"
+        call = proxy.caller(proxy.kind, request, _forwarded(proxy, headers))
+        return await self._measured(labels, call, what, f"client={client_id}")
 
     async def open_stream(
         self,
@@ -264,23 +253,23 @@ class Proxies:
         caller = proxy.caller
         assert isinstance(caller, GRPCCaller)  # config validation: gRPC endpoints only
         labels = ("grpc", proxy.kind, proxy.name)
-        forwarded = (
-            {k: v for k, v in headers.items() if k.lower() in proxy.headers} if headers else {}
-        )
+        what = f"error from subscribe stream proxy (proxy {proxy.name})"
+        where = f"client={client_id} channel={request.get('channel', '')}"
+        opened = open_stream(caller, bidirectional, request, _forwarded(proxy, headers))
+        return await self._measured(labels, opened, what, where)
+
+    async def _measured(
+        self, labels: tuple[str, str, str], call: Awaitable[_T], what: str, where: str
+    ) -> _T:
+        """Await ``call`` counted in the ``centrifugo_proxy_*`` metrics of ``labels``."""
         metrics = self.metrics
         metrics.proxy_inflight(labels, 1)
         started = time.perf_counter()
         try:
-            return await open_stream(caller, bidirectional, request, forwarded)
+            return await call
         except ProxyFailure as exc:
             metrics.proxy_error(labels)
-            log.error(
-                "error from subscribe stream proxy (proxy %s): %s client=%s channel=%s",
-                proxy.name,
-                exc,
-                client_id,
-                request.get("channel", ""),
-            )
+            log.error("%s: %s %s", what, exc, where)
             raise
         finally:
             metrics.proxy_inflight(labels, -1)
