@@ -204,23 +204,24 @@ async def test_sse_post_connect(server_factory: Any) -> None:
 
 @pytest.mark.slow
 async def test_ping_pong_over_emulation(server_factory: Any) -> None:
-    config = emulation_config(ping_interval=1.0, pong_timeout=0.5)
-    async with server_factory(config) as srv, aiohttp.ClientSession() as s:
+    # the pong's poster is opened before the ping comes, and given 1.5 s, so that a busy
+    # machine does not turn the answered ping into a "no pong"
+    config = emulation_config(ping_interval=2.0, pong_timeout=1.5)
+    async with server_factory(config) as srv, aiohttp.ClientSession() as s, poster() as p:
         url = srv.http_url
         body = json.dumps({"id": 1, "connect": {"token": token()}})
         async with s.post(url + "/connection/http_stream", data=body, headers=JSON_HEADERS) as r:
             stream = JSONStream(r)
             connect = (await stream.next())["connect"]
             assert await stream.next() == {}  # the server's ping
-            async with poster() as p:
-                status = await p.post(
-                    url + "/emulation",
-                    json={"node": connect["node"], "session": connect["session"], "data": "{}"},
-                )
-                assert status.status == 204
-                assert await stream.next() == {}  # answered: the next ping comes
-                last = await stream.next()  # unanswered: no pong
-                assert last == {"push": {"disconnect": {"code": 3012, "reason": "no pong"}}}
+            status = await p.post(
+                url + "/emulation",
+                json={"node": connect["node"], "session": connect["session"], "data": "{}"},
+            )
+            assert status.status == 204
+            assert await stream.next() == {}  # answered: the next ping comes
+            last = await stream.next()  # unanswered: no pong
+            assert last == {"push": {"disconnect": {"code": 3012, "reason": "no pong"}}}
 
 
 async def test_bad_first_command_closes_with_3501(server_factory: Any) -> None:
