@@ -165,6 +165,19 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
     server_refresh = (
         proxies is not None and proxies.channel_proxy("sub_refresh", plan.opts) is not None
     )
+    return await _subscribe_planned(client, plan, req, server_refresh=server_refresh)
+
+
+async def _subscribe_planned(
+    client: CommandClient,
+    plan: cmd.SubscribePlan,
+    req: Request,
+    *,
+    server_refresh: bool = False,
+    stream: proxied.StreamSubscription | None = None,
+) -> Result:
+    """Subscribe as ``plan`` says; after the reply the subscription goes live (and the
+    stream, if any, starts)."""
     result, sub = await subscriptions.subscribe(
         client,
         plan.channel,
@@ -174,10 +187,13 @@ async def subscribe(client: CommandClient, req: Request) -> Result:
         chan_info=plan.chan_info,
         expire_at=plan.expire_at,
         server_refresh=server_refresh,
+        stream=stream,
     )
     if plan.data:
         result["data"] = plan.data
     client.after_reply.append(functools.partial(subscriptions.activate, client, sub))
+    if stream is not None:
+        client.after_reply.append(functools.partial(stream.start, client, sub))
     return result
 
 
@@ -207,25 +223,12 @@ async def _subscribe_stream(client: CommandClient, plan: cmd.SubscribePlan, req:
     bidirectional = plan.opts.subscribe_stream_proxy_bidirectional
     answer, stream = await proxied.subscribe_stream(client, proxy, plan.channel, req, bidirectional)
     try:
-        plan = _proxied_plan(client, plan, answer)
-        result, sub = await subscriptions.subscribe(
-            client,
-            plan.channel,
-            plan.opts,
-            plan.features,
-            req,
-            chan_info=plan.chan_info,
-            expire_at=plan.expire_at,
-            stream=stream,
+        return await _subscribe_planned(
+            client, _proxied_plan(client, plan, answer), req, stream=stream
         )
     except BaseException:
         stream.cancel()
         raise
-    if plan.data:
-        result["data"] = plan.data
-    client.after_reply.append(functools.partial(subscriptions.activate, client, sub))
-    client.after_reply.append(functools.partial(stream.start, client, sub))
-    return result
 
 
 async def unsubscribe(client: CommandClient, req: Request) -> Result:

@@ -18,7 +18,14 @@ from tests.integration.wsutil import RawClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["OPEN_CHANNELS", "RelayEndpoints", "free_port", "spawn_relay", "wait_port"]
+__all__ = [
+    "OPEN_CHANNELS",
+    "RelayEndpoints",
+    "free_port",
+    "scrape_until",
+    "spawn_relay",
+    "wait_port",
+]
 
 #: ``channel.without_namespace`` for process tests: everything allowed to clients,
 #: presence, and recoverable history.
@@ -53,6 +60,19 @@ async def wait_port(port: int, timeout: float = 15.0) -> None:
         except OSError:
             await asyncio.sleep(0.05)
     raise TimeoutError(f"port {port} not open")
+
+
+async def scrape_until(http: aiohttp.ClientSession, url: str, needle: str, **kw: Any) -> str:
+    """The metrics text of ``url`` once it contains ``needle`` (up to 4 s), else the last
+    one: each worker hands its gauges and counts on at its next flush, once a second."""
+    text = ""
+    for _ in range(40):
+        async with http.get(url, **kw) as r:
+            text = await r.text()
+        if needle in text:
+            break
+        await asyncio.sleep(0.1)
+    return text
 
 
 def spawn_relay(config: Path, port: int, workers: int) -> subprocess.Popen[bytes]:

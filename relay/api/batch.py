@@ -26,8 +26,8 @@ __all__ = ["BatchMixin"]
 
 _NO_REPLY: Result = {}
 #: per channel of a batch (and per namespace, keyed ``(name,)``): its options, publish
-#: options, effective data format, delta
-_ChannelMemo = dict[str | tuple[str], tuple["ChannelOptions", PublishOptions, str, bool]]
+#: options and effective data format
+_ChannelMemo = dict[str | tuple[str], tuple["ChannelOptions", PublishOptions, str]]
 
 
 class BatchMixin:
@@ -120,7 +120,8 @@ class BatchMixin:
                     node.metrics.api_error("publish", str(exc.error.code))
                     replies[i] = {"error": error_dict(exc.error)}
                     continue
-            pub = Publication(data, None, 0, req.tags or None, 0, True, req.delta or known[3])
+            delta = req.delta or known[0].delta_publish
+            pub = Publication(data, None, 0, req.tags or None, 0, True, delta)
             items.append((req.channel, pub, known[1]))
             slots.append(i)
         outcomes = await node.publish_many(items) if items else []
@@ -159,7 +160,7 @@ class BatchMixin:
                 opts = node.rules.resolve(channel)  # 102 for an unknown namespace
                 fmt = opts.publication_data_format or node.config.channel.publication_data_format
                 popts = node.publish_options(opts, skip, key, version, req.version_epoch)
-                known = (opts, popts, fmt, opts.delta_publish)
+                known = (opts, popts, fmt)
                 if not own:
                     memo[namespace] = known
             if not own:

@@ -29,7 +29,7 @@ from relay.protocol.messages import (
     StreamPosition,
 )
 
-__all__ = ["PublishOptions", "EventHandler", "Broker", "PresenceManager", "Engine"]
+__all__ = ["stale_version", "PublishOptions", "EventHandler", "Broker", "PresenceManager", "Engine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,14 @@ class PublishOptions:
     #: or none given) is suppressed, as centrifuge's brokers do
     version: int = 0
     version_epoch: str = ""
+
+
+def stale_version(opts: PublishOptions, version: int, version_epoch: str) -> bool:
+    """Whether ``opts`` carries a version not above a stream's last one (``version``,
+    ``version_epoch``): same version epoch, or none given (centrifuge's rule)."""
+    if opts.version <= 0 or (opts.version_epoch and opts.version_epoch != version_epoch):
+        return False
+    return opts.version <= version
 
 
 #: why an engine suppressed a publication (the second element of a publish outcome;

@@ -24,6 +24,7 @@ from relay.engines.base import (
     SUPPRESSED_VERSION,
     EventHandler,
     PublishOptions,
+    stale_version,
 )
 from relay.errors import ERROR_UNRECOVERABLE_POSITION, ReplyError
 from relay.protocol.messages import (
@@ -32,14 +33,13 @@ from relay.protocol.messages import (
     HistoryResult,
     Publication,
     StreamPosition,
+    make_position,
 )
 
 __all__ = ["MemoryEngine", "new_epoch"]
 
 IDEMPOTENCY_TTL = 300.0
 _LETTERS = string.ascii_letters
-#: builds a StreamPosition without the NamedTuple's Python-level __new__ (the hot loop)
-_position = tuple.__new__
 _NO_POSITION = StreamPosition(0, "")
 
 
@@ -97,7 +97,7 @@ class MemoryEngine:
             cached = self._idempotency.get((channel, opts.idempotency_key))
             if cached is not None and cached[1] > now:
                 return cached[0], SUPPRESSED_IDEMPOTENCY
-        sp = StreamPosition(0, "")
+        sp = _NO_POSITION
         if opts.history_size > 0 and opts.history_ttl > 0:
             stale = self._stale_version(channel, opts, now)
             if stale is not None:
@@ -117,11 +117,9 @@ class MemoryEngine:
         """The stream's top if ``opts`` carries a version not above the stream's last one
         (its version epoch unset or the same), else ``None``."""
         stream = self._streams.get(channel)
-        if opts.version <= 0 or stream is None or stream.meta_expire <= now:
+        if stream is None or stream.meta_expire <= now:
             return None
-        if opts.version_epoch and opts.version_epoch != stream.version_epoch:
-            return None
-        if opts.version > stream.version:
+        if not stale_version(opts, stream.version, stream.version_epoch):
             return None
         return StreamPosition(stream.top, stream.epoch)
 
@@ -169,11 +167,12 @@ class MemoryEngine:
         append, deliver = out.append, delivered.append
         for channel, pub, opts in items:
             size = opts.history_size
-            if (size <= 0 or opts.history_ttl <= 0) and not opts.idempotency_key:
+            history = size > 0 and opts.history_ttl > 0
+            if not history and not opts.idempotency_key:
                 deliver((channel, pub, _NO_POSITION))  # no history: delivered as it is
                 append((_NO_POSITION, ""))
                 continue
-            if opts.idempotency_key or opts.version or size <= 0 or opts.history_ttl <= 0:
+            if opts.idempotency_key or opts.version or not history:
                 streams.pop(channel, None)  # its state moves outside this loop
                 if delivered:  # keep the order of deliveries
                     self._deliver(delivered)
@@ -195,7 +194,7 @@ class MemoryEngine:
             queue.append(pub)
             while len(queue) > size:
                 queue.popleft()
-            sp = _position(StreamPosition, (top, stream.epoch))
+            sp = make_position(StreamPosition, (top, stream.epoch))
             deliver((channel, pub, sp))
             append((sp, ""))
         if delivered:

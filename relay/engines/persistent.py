@@ -31,7 +31,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from relay.engines.base import SUPPRESSED_IDEMPOTENCY, SUPPRESSED_VERSION, PublishOptions
+from relay.engines.base import (
+    SUPPRESSED_IDEMPOTENCY,
+    SUPPRESSED_VERSION,
+    PublishOptions,
+    stale_version,
+)
 from relay.engines.memory import IDEMPOTENCY_TTL, MemoryEngine, _Stream
 from relay.engines.store import (
     IDEM,
@@ -56,14 +61,6 @@ _Held = list[Any]
 #: One item to apply after the write: channel, publication, position, its _Held, key.
 _Planned = tuple[str, Publication, StreamPosition, "_Held | None", str]
 _NO_POSITION = StreamPosition(0, "")
-
-
-def _stale(opts: PublishOptions, version: int, version_epoch: str) -> bool:
-    """Whether a versioned publication is not newer than the stream's last (as
-    ``MemoryEngine._stale_version``, against a batch's planned state)."""
-    if opts.version <= 0 or (opts.version_epoch and opts.version_epoch != version_epoch):
-        return False
-    return opts.version <= version
 
 
 class PersistentMemoryEngine(MemoryEngine):
@@ -276,7 +273,7 @@ class PersistentMemoryEngine(MemoryEngine):
             held = held_by.get(channel)
             if held is None:
                 held = held_by[channel] = self._hold(channel, opts, now)
-            if _stale(opts, held[4], held[5]):
+            if stale_version(opts, held[4], held[5]):
                 out.append((StreamPosition(held[3], held[0].epoch), SUPPRESSED_VERSION))
                 return
             held[4], held[5] = opts.version, opts.version_epoch

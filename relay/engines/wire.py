@@ -13,7 +13,7 @@ from typing import Any
 
 from relay.engines.base import PublishOptions
 from relay.errors import ReplyError
-from relay.protocol.messages import ClientInfo, Publication, StreamPosition
+from relay.protocol.messages import ClientInfo, Publication, StreamPosition, make_position
 
 __all__ = [
     "PubWire",
@@ -110,11 +110,8 @@ def outcomes_to_wire(outcomes: Sequence[PublishOutcome]) -> list[OutcomeWire]:
     return [o if isinstance(o, ReplyError) else (o[0][0], o[0][1], o[1]) for o in outcomes]
 
 
-#: builds a StreamPosition without the NamedTuple's Python-level ``__new__``
-_position = tuple.__new__
-
-
 def outcomes_from_wire(wire: Sequence[Any]) -> list[PublishOutcome]:
     return [
-        o if isinstance(o, ReplyError) else (_position(StreamPosition, o[:2]), o[2]) for o in wire
+        o if isinstance(o, ReplyError) else (make_position(StreamPosition, o[:2]), o[2])
+        for o in wire
     ]

@@ -8,7 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["ClientInfo", "Publication", "StreamPosition", "HistoryFilter", "HistoryResult"]
+__all__ = [
+    "ClientInfo",
+    "Publication",
+    "StreamPosition",
+    "make_position",
+    "HistoryFilter",
+    "HistoryResult",
+]
 
 
 @dataclass(slots=True)
@@ -68,6 +75,11 @@ class StreamPosition(NamedTuple):
 
     offset: int
     epoch: str
+
+
+#: ``make_position(StreamPosition, (offset, epoch))`` builds one without the NamedTuple's
+#: Python-level ``__new__`` (for hot loops)
+make_position = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,29 +127,34 @@ async def open_stream(
     call = _call(caller, bidirectional, message, headers)
     stream = SubscribeStream(call, bidirectional, caller.timeout)
     try:
-        async with asyncio.timeout(caller.timeout):
+        first = await _first_message(call, bidirectional, message, caller.timeout)
+    except BaseException:  # a failure, or the connection went away meanwhile
+        stream.cancel()
+        raise
+    return to_dict(first.subscribe_response), stream
+
+
+async def _first_message(
+    call: _Call, bidirectional: bool, message: pb.SubscribeRequest, timeout: float
+) -> pb.StreamSubscribeResponse:
+    """Send the request (bidirectional) and read the first message, which must carry the
+    ``SubscribeResponse``; every failure is a :class:`ProxyFailure`."""
+    try:
+        async with asyncio.timeout(timeout):
             if bidirectional:
                 await call.write(pb.StreamSubscribeRequest(subscribe_request=message))
             first = await call.read()
     except TimeoutError:
-        stream.cancel()
         raise ProxyFailure("timeout waiting for the first message of the stream") from None
     except grpc.aio.AioRpcError as exc:
-        stream.cancel()
         raise _failure(exc) from None
     except asyncio.InvalidStateError as exc:
-        stream.cancel()
         raise ProxyFailure(f"stream closed: {exc}") from None
-    except BaseException:  # the connection went away meanwhile
-        stream.cancel()
-        raise
     if first is grpc.aio.EOF:
-        stream.cancel()
         raise ProxyFailure("stream ended before its first message")
     if first is None:
-        stream.cancel()
         raise ProxyFailure("the first message of the stream does not parse")
     if not first.HasField("subscribe_response"):
-        stream.cancel()
         raise ProxyFailure("no subscribe response in first message from stream proxy")
-    return to_dict(first.subscribe_response), stream
+    response: pb.StreamSubscribeResponse = first
+    return response

@@ -124,36 +124,35 @@ def _json_response(value: Any, status: int = 200) -> web.Response:
     return web.Response(body=json_codec.dumps(value), status=status, content_type=JSON_TYPE)
 
 
-#: per epoch, the reply of a publish into a history stream up to its offset (and the rest)
-_PUBLISH_REPLIES: dict[str, tuple[bytes, bytes]] = {}
+#: per epoch, the end of a publish reply after its offset: ``,"epoch":"E"}}``
+_PUBLISH_TAILS: dict[str, bytes] = {}
 
 
-def _publish_reply_parts(epoch: str) -> tuple[bytes, bytes]:
-    if len(_PUBLISH_REPLIES) > 10_000:
-        _PUBLISH_REPLIES.clear()
-    tail = b',"epoch":%s}}' % json_codec.dumps(epoch)
-    parts = _PUBLISH_REPLIES[epoch] = (b'{"publish":{"offset":', tail)
-    return parts
+def _publish_tail(epoch: str) -> bytes:
+    if len(_PUBLISH_TAILS) > 10_000:
+        _PUBLISH_TAILS.clear()
+    tail = _PUBLISH_TAILS[epoch] = b',"epoch":%s}}' % json_codec.dumps(epoch)
+    return tail
 
 
 def encode_batch_result(result: dict[str, Any]) -> bytes:
     """The batch answer, byte for byte as ``json_codec.dumps`` writes it, faster for
     the common reply of a publish into a history stream:
-    ``{"publish":{"offset":N,"epoch":"E"}}`` is written from per-epoch parts."""
+    ``{"publish":{"offset":N,"epoch":"E"}}`` is written with a per-epoch tail."""
     replies = result.get("replies")
     if replies is None or len(result) != 1:
         return json_codec.dumps(result)
     parts: list[bytes] = []
     add = parts.append
-    known = _PUBLISH_REPLIES
+    tails = _PUBLISH_TAILS
     dumps = json_codec.dumps
     for reply in replies:
         position = reply.get("publish")
         if type(position) is dict and len(reply) == 1 and len(position) == 2:
             offset, epoch = position.get("offset"), position.get("epoch")
             if type(offset) is int and type(epoch) is str:
-                head, tail = known.get(epoch) or _publish_reply_parts(epoch)
-                add(b"%s%d%s" % (head, offset, tail))
+                tail = tails.get(epoch) or _publish_tail(epoch)
+                add(b'{"publish":{"offset":%d%s' % (offset, tail))
                 continue
         elif position == {} and len(reply) == 1:  # into a channel without history
             add(b'{"publish":{}}')

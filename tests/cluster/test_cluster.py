@@ -18,7 +18,14 @@ from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
 from relay.auth import encode_hmac_token
 from relay.cluster.shards import ShardMap
-from tests.procutil import OPEN_CHANNELS, RelayEndpoints, free_port, spawn_relay, wait_port
+from tests.procutil import (
+    OPEN_CHANNELS,
+    RelayEndpoints,
+    free_port,
+    scrape_until,
+    spawn_relay,
+    wait_port,
+)
 
 SECRET = "cluster-secret"
 KEY = "cluster-key"
@@ -298,15 +305,9 @@ async def test_internal_port_and_tls_with_workers(tmp_path: Path) -> None:
             url = f"http://127.0.0.1:{internal}/api/publish"
             async with http.post(url, json=body, headers=hdrs) as r:
                 assert r.status == 200 and "result" in await r.json()
-            # each worker writes its gauges at its next flush (every second; Centrifugo
-            # updates them every 10 s), so the sum reaches 4 within about a second
-            for _ in range(40):
-                async with http.get(f"http://127.0.0.1:{internal}/metrics") as r:
-                    text = await r.text()
-                if "centrifugo_node_num_clients 4" in text:
-                    break
-                await asyncio.sleep(0.1)
-            assert "centrifugo_node_num_clients 4" in text
+            needle = "centrifugo_node_num_clients 4"  # summed once both workers flushed
+            text = await scrape_until(http, f"http://127.0.0.1:{internal}/metrics", needle)
+            assert needle in text
             async with http.get(
                 f"https://127.0.0.1:{port}/health", ssl=certs.client_context()
             ) as r:

@@ -17,7 +17,7 @@ import pytest
 
 from relay.auth import encode_hmac_token
 from tests.integration.wsutil import RawClient
-from tests.procutil import free_port, wait_port
+from tests.procutil import free_port, scrape_until, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,13 +86,8 @@ async def test_serve_publish_and_sigterm(relay_process: Any) -> None:
             headers={"X-API-Key": "cli-key"},
         ) as resp:
             assert resp.status == 200
-        for _ in range(40):  # gauges reach the scrape at each worker's next flush (1 s)
-            async with http.get(f"{base}/metrics") as resp:
-                text = await resp.text()
-            if "centrifugo_node_num_clients 1\n" in text:
-                break
-            await asyncio.sleep(0.1)
-        assert "centrifugo_node_num_clients 1\n" in text
+        needle = "centrifugo_node_num_clients 1\n"  # once the client's worker flushed
+        assert needle in await scrape_until(http, f"{base}/metrics", needle)
     assert (await c.push("pub", "news"))["pub"]["data"] == {"x": 1}
     closing = asyncio.ensure_future(c.closed(timeout=5))
     proc.send_signal(signal.SIGTERM)
