@@ -15,7 +15,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -23,7 +23,7 @@ from relay import fastpath
 from relay.api import Executor
 from relay.cluster.links import BusLink, ClusterLink, RedisLink
 from relay.cluster.spec import WorkerSpec
-from relay.config import Config
+from relay.config import Config, RedisConfig
 from relay.engines.base import Engine
 from relay.engines.memory import MemoryEngine
 from relay.metrics import Metrics
@@ -200,14 +200,59 @@ class RelayServer:
         return lambda: Gateway(ctx)
 
     def _build_engine(self, config: Config, cluster: WorkerSpec | None, worker_key: str) -> Engine:
-        """Redis (every worker of every node on it), or memory: one worker, or sharded."""
-        if config.engine.type == "redis":
+        """The engine of ``engine.type`` (Redis: every worker of every node on it; memory:
+        one worker, or sharded over the bus), with its broker and/or presence manager
+        replaced by the standalone ``broker`` / ``presence_manager`` when enabled."""
+        broker_cfg, presence_cfg = config.broker, config.presence_manager
+        engine: Engine | None = None
+        if not (broker_cfg.enabled and presence_cfg.enabled):
+            engine = self._redis_or_memory(config.engine.type, config.engine.redis, cluster,
+                                           worker_key)  # fmt: skip
+        broker: Any = engine
+        presence: Any = engine
+        if broker_cfg.enabled:
+            if broker_cfg.type == "nats":
+                from relay.engines.nats import NatsBroker
+
+                broker = NatsBroker(broker_cfg.nats, worker_key, tls.client_context)
+                self.link = RedisLink(broker, worker_key)  # control over NATS
+            else:
+                broker = self._redis_or_memory(broker_cfg.type, broker_cfg.redis, cluster,
+                                               worker_key)  # fmt: skip
+        if presence_cfg.enabled:
+            presence = self._redis_or_memory(presence_cfg.type, presence_cfg.redis, cluster,
+                                             worker_key, link=False)  # fmt: skip
+        #: presence entries expire unless refreshed (Redis): housekeeping re-adds them
+        self.presence_ttl = (
+            presence_cfg.type if presence_cfg.enabled else config.engine.type
+        ) == "redis"
+        if broker is presence:
+            assert engine is not None
+            return engine
+        from relay.engines.split import SplitEngine
+
+        return cast(Engine, SplitEngine(broker, presence))
+
+    def _redis_or_memory(
+        self,
+        kind: str,
+        redis_cfg: RedisConfig,
+        cluster: WorkerSpec | None,
+        worker_key: str,
+        link: bool = True,
+    ) -> Engine:
+        """A Redis engine, or the memory engine (sharded over the bus with several
+        workers); ``link``: its control link is the node's (the broker's)."""
+        if kind == "redis":
             from relay.engines.redis import RedisEngine
 
-            redis = RedisEngine(config.engine.redis, config.channel.history_meta_ttl, worker_key)
-            self.link = RedisLink(redis, worker_key)
+            redis = RedisEngine(redis_cfg, self.config.channel.history_meta_ttl, worker_key)
+            if link:
+                self.link = RedisLink(redis, worker_key)
             return redis
-        memory = _memory_engine(config, cluster)
+        if self.sharded is not None:
+            return self.sharded
+        memory = _memory_engine(self.config, cluster)
         if cluster is None or cluster.workers <= 1:
             return memory
         from relay.cluster.bus import Bus
@@ -216,7 +261,8 @@ class RelayServer:
         links = {peer: socket.socket(fileno=fd) for peer, fd in cluster.links}
         self.bus = Bus(cluster.id, cluster.workers, links, cluster.generation)
         self.bus.peer_generation = list(cluster.peer_generations)
-        self.link = BusLink(self.bus)
+        if link or self.link is None:
+            self.link = BusLink(self.bus)
         self.sharded = ShardedEngine(self.bus, memory)
         return self.sharded
 
@@ -252,7 +298,7 @@ class RelayServer:
         presence_due = time.monotonic() + self.config.client.presence_update_interval
         while True:
             await asyncio.sleep(1)
-            if time.monotonic() >= presence_due and self.config.engine.type == "redis":
+            if time.monotonic() >= presence_due and self.presence_ttl:
                 presence_due = time.monotonic() + self.config.client.presence_update_interval
                 await self.node.refresh_presence()
             expire = getattr(self.engine, "expire", None)

@@ -7,6 +7,7 @@ shard owner gets them as one message.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,15 @@ from relay.api.params import BatchParams
 from relay.api.payloads import Result, error_dict, position_result, publish_payload
 from relay.api.requests import METHODS, BatchCommand
 from relay.engines.base import PublishOptions
-from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, ReplyError
+from relay.errors import API_ERROR_NOT_FOUND, ERROR_BAD_REQUEST, ERROR_INTERNAL, ReplyError
 from relay.protocol.api_requests import PublishRequest
 from relay.protocol.messages import Publication
 
 if TYPE_CHECKING:
     from relay.config import ChannelOptions
     from relay.node import Node
+
+log = logging.getLogger("relay.api")
 
 __all__ = ["BatchMixin"]
 
@@ -125,10 +128,11 @@ class BatchMixin:
             items.append((req.channel, pub, known[1]))
             slots.append(i)
         outcomes = await node.publish_many(items) if items else []
-        for i, outcome in zip(slots, outcomes, strict=True):
-            if isinstance(outcome, ReplyError):
-                node.metrics.api_error("publish", str(outcome.error.code))
-                replies[i] = {"error": error_dict(outcome.error)}
+        for i, item, outcome in zip(slots, items, outcomes, strict=True):
+            if isinstance(outcome, ReplyError):  # an engine's failure: 100, as one publish
+                log.error("publish to %s failed: %r", item[0], outcome)
+                node.metrics.api_error("publish", str(ERROR_INTERNAL.code))
+                replies[i] = {"error": error_dict(ERROR_INTERNAL)}
                 continue
             offset, epoch = outcome[0]
             position = {"offset": offset, "epoch": epoch} if offset and epoch else None

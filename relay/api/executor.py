@@ -356,7 +356,10 @@ class Executor(BatchMixin):
     async def history_remove(self, req: ChannelParams) -> Result:
         """Drop a stream's publications (its position stays); 108 without history."""
         channel, _ = self._history_options(req)
-        await self.node.remove_history(channel)
+        try:
+            await self.node.remove_history(channel)
+        except ReplyError as exc:  # an engine's failure (NATS has no history): 100
+            raise ReplyError(ERROR_INTERNAL) from exc
         return {}
 
     # ---- node ---------------------------------------------------------------------------

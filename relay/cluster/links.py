@@ -128,6 +128,7 @@ class RedisLink:
         self._surveys: dict[int, tuple[list[Any], set[str], asyncio.Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._foreign = 0  # control messages of other servers, ignored
 
     async def attach(self, owner: LinkOwner) -> None:
         self._owner = owner
@@ -191,7 +192,16 @@ class RedisLink:
 
     # ---- receiving --------------------------------------------------------------------
     def _on_message(self, data: bytes) -> None:
-        msg = decode_message(data)
+        try:
+            msg = decode_message(data)
+        except ValueError:  # not relay's (a Centrifugo node's protobuf on the same prefix)
+            self._foreign += 1
+            if self._foreign == 1:
+                log.warning("ignoring control messages that are not relay's (another "
+                            "server uses the same prefix?)")  # fmt: skip
+            return
+        if not isinstance(msg, dict):
+            return
         sender = msg.get("from", "")
         if sender == self.key or self._owner is None:
             return

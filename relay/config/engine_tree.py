@@ -1,8 +1,10 @@
-"""Config of the engines: ``engine.type``, ``engine.redis`` and relay's own
-``engine.memory`` (persistence).
+"""Config of the engines: ``engine.type``, ``engine.redis``, relay's own
+``engine.memory`` (persistence), and the standalone ``broker`` / ``presence_manager``
+that replace the engine's broker or presence manager.
 
 Part of the typed tree (``config/tree.py`` re-exports every class).
-Source: centrifugo ``internal/configtypes/types.go`` (``Redis``).
+Source: centrifugo ``internal/configtypes/types.go`` (``Redis``, ``NatsBroker``) and
+``engine.go`` (``Broker``, ``PresenceManager``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from relay.config.proxy_tree import TLSConfig
 
 EngineType: TypeAlias = Literal["memory", "redis"]
 """``engine.type``."""
+BrokerType: TypeAlias = Literal["memory", "redis", "nats", "postgres"]
+"""``broker.type`` (``postgres`` is Centrifugo's PostgreSQL stream broker: refused)."""
+PresenceManagerType: TypeAlias = Literal["memory", "redis"]
+"""``presence_manager.type``."""
 PersistenceSync: TypeAlias = Literal["interval", "always", "none"]
 """``engine.memory.persistence.sync`` (relay's own key)."""
 
@@ -98,3 +104,58 @@ class EngineConfig:
     """Options of the Redis engine."""
     memory: MemoryEngineConfig = field(default_factory=MemoryEngineConfig)
     """relay's own key: options of the memory engine (persistence)."""
+
+
+@dataclass(frozen=True)
+class NatsRawModeConfig:
+    enabled: bool = False
+    """Raw mode: subscribe and publish to NATS subjects named by the channel (plus
+    ``prefix``) and pass payloads through untouched (no tags, info, join/leave)."""
+    channel_replacements: tuple[tuple[str, str], ...] = ()
+    """Substrings replaced in a channel name to make its subject (``{":": "."}``)."""
+    prefix: str = ""
+    """Prefix of the subjects in raw mode (stripped from incoming subjects)."""
+
+
+@dataclass(frozen=True)
+class NatsBrokerConfig:
+    url: str = "nats://localhost:4222"
+    """NATS server URL (default ``nats://localhost:4222``)."""
+    prefix: str = "centrifugo"
+    """Prefix of every NATS subject (default ``centrifugo``)."""
+    dial_timeout: float = 1.0
+    """Connect timeout (default 1s)."""
+    write_timeout: float = 1.0
+    """Flush timeout of a write (default 1s)."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS to the NATS server."""
+    allow_wildcards: bool = False
+    """Allow subscriptions to channels with NATS wildcards (``*``, ``>``)."""
+    raw_mode: NatsRawModeConfig = field(default_factory=NatsRawModeConfig)
+    """Raw NATS subjects and payloads."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """A standalone broker used instead of the engine's (Centrifugo's ``broker``)."""
+
+    enabled: bool = False
+    """Use this broker instead of the engine's."""
+    type: BrokerType = "memory"
+    """``memory``, ``redis`` or ``nats`` (``postgres`` is not implemented: refused)."""
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    """Options of the ``redis`` broker (the ``engine.redis`` keys)."""
+    nats: NatsBrokerConfig = field(default_factory=NatsBrokerConfig)
+    """Options of the ``nats`` broker (no history: history and recovery answer 108)."""
+
+
+@dataclass(frozen=True)
+class PresenceManagerConfig:
+    """A standalone presence manager used instead of the engine's."""
+
+    enabled: bool = False
+    """Use this presence manager instead of the engine's."""
+    type: PresenceManagerType = "memory"
+    """``memory`` or ``redis``."""
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    """Options of the ``redis`` presence manager (the ``engine.redis`` keys)."""

@@ -7,7 +7,7 @@ import re
 import typing
 from collections.abc import Iterator
 
-from relay.config.engine_tree import RedisConfig
+from relay.config.engine_tree import BrokerConfig, RedisConfig
 from relay.config.proxy_tree import ChannelProxyConfig, ProxyConfig
 from relay.config.transport_tree import UniWebsocketConfig, WebsocketConfig
 from relay.config.tree import (
@@ -48,10 +48,10 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     ),
     UniWebsocketConfig: frozenset({"decompressed_message_size_limit"}),
     RedisConfig: frozenset({"replica_client"}),
+    # Centrifugo's PostgreSQL stream broker (``broker.type: postgres``, refused by validate)
+    BrokerConfig: frozenset({"postgres", "redisnats"}),
     Config: frozenset(
         {
-            "broker",
-            "presence_manager",
             "map_broker",
             "controller",
             "shared_poll",
@@ -127,6 +127,8 @@ WARN_ONLY = frozenset(
         "usage_stats",
         "enable_unreleased_features",
         "map_broker",  # used by ``subscription_type: map`` namespaces only (refused)
+        "broker.postgres",  # read only by ``broker.type: postgres``, which validate refuses
+        "broker.redisnats",
         "http_server.h2c_external",
         "admin.web_proxy_address",
         "client.concurrency",
@@ -147,8 +149,11 @@ WARN_ONLY = frozenset(
                 "use_write_buffer_pool",
             )
         ),
-        "engine.redis.force_resp2",
-        "engine.redis.presence_hash_field_ttl",
+        *(
+            f"{section}.redis.{key}"
+            for section in ("engine", "broker", "presence_manager")
+            for key in ("force_resp2", "presence_hash_field_ttl")
+        ),
         *(
             f"{endpoint}.{key}"
             for endpoint in ("prometheus", "health", "swagger", "debug")
@@ -167,8 +172,6 @@ SWITCHED_BY_ENABLED = frozenset(
     {
         "webtransport",
         "init",
-        "broker",
-        "presence_manager",
         "controller",
         "shared_poll",
         "consumers",

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from relay.config.engine_tree import (
+    BrokerConfig,
     EngineConfig,
+    PresenceManagerConfig,
 )
 from relay.config.proxy_tree import (
     ChannelProxyConfig,
@@ -405,6 +407,10 @@ class Config:
     """Log level and file."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     """Broker and presence engine."""
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    """A standalone broker instead of the engine's (``nats``, ``redis``, ``memory``)."""
+    presence_manager: PresenceManagerConfig = field(default_factory=PresenceManagerConfig)
+    """A standalone presence manager instead of the engine's (``redis``, ``memory``)."""
     client: ClientConfig = field(default_factory=ClientConfig)
     """Client connections: auth, timeouts, limits."""
     channel: ChannelConfig = field(default_factory=ChannelConfig)

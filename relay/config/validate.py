@@ -6,7 +6,14 @@ import re
 import typing
 
 from relay.config.durations import _NS_PER_SECOND, format_duration
-from relay.config.engine_tree import EngineType, PersistenceSync, RedisConfig
+from relay.config.engine_tree import (
+    BrokerType,
+    EngineType,
+    NatsBrokerConfig,
+    PersistenceSync,
+    PresenceManagerType,
+    RedisConfig,
+)
 from relay.config.jwks import validate_jwks_endpoint
 from relay.config.pem import TLSConfigError, load_pem
 from relay.config.proxy_validate import validate_proxies
@@ -18,6 +25,7 @@ from relay.config.tree import (
     ErrorMode,
     PublicationDataFormat,
     RecoveryMode,
+    TLSConfig,
     TokenConfig,
 )
 from relay.errors import ConfigError
@@ -29,6 +37,9 @@ _RECOVERY_MODES: frozenset[str] = frozenset(typing.get_args(RecoveryMode))
 _DATA_FORMATS: frozenset[str] = frozenset(typing.get_args(PublicationDataFormat))
 _DELTA_TYPES = frozenset({"fossil"})
 _ENGINE_TYPES: frozenset[str] = frozenset(typing.get_args(EngineType))
+_BROKER_TYPES: frozenset[str] = frozenset(typing.get_args(BrokerType))
+_PRESENCE_TYPES: frozenset[str] = frozenset(typing.get_args(PresenceManagerType))
+_NATS_SCHEMES = ("nats://", "tls://")
 _ERROR_MODES: frozenset[str] = frozenset(typing.get_args(ErrorMode))
 _PERSISTENCE_SYNC: frozenset[str] = frozenset(typing.get_args(PersistenceSync))
 
@@ -147,7 +158,22 @@ def _validate_client(config: Config) -> None:
         )
 
 
-def _validate_redis(redis: RedisConfig) -> None:
+def _validate_tls_pems(entity: str, block: TLSConfig, what: str) -> None:
+    """A TLS block's PEMs must load (``what``: whose TLS config, in the message)."""
+    if not block.enabled:
+        return
+    if block.server_name and what == "Redis":
+        raise ConfigError(f"{entity}.server_name is not implemented by relay: refusing to start")
+    for key in ("server_ca_pem", "cert_pem", "key_pem"):
+        value = getattr(block, key)
+        if value:
+            try:
+                load_pem(value, f"{entity}.{key}")
+            except TLSConfigError as exc:
+                raise ConfigError(f"error creating {what} TLS config: {exc}") from None
+
+
+def _validate_redis(redis: RedisConfig, section: str = "engine.redis") -> None:
     """Every shard address must parse as Centrifugo parses it (its start-up error), and
     be of a kind relay serves: Redis Cluster is not (yet), and stops the start."""
     try:
@@ -157,28 +183,55 @@ def _validate_redis(redis: RedisConfig) -> None:
     for shard in shards:
         if shard.mode == "cluster":
             raise ConfigError(
-                "Redis Cluster (redis+cluster:// addresses, engine.redis.cluster_address) "
+                f"Redis Cluster (redis+cluster:// addresses, {section}.cluster_address) "
                 "is not implemented by relay: refusing to start"
             )
         if shard.replica_client:
             raise ConfigError(
                 "replica_client_enabled is not implemented by relay: refusing to start"
             )
-    for entity, block in (("engine.redis.tls", redis.tls),
-                          ("engine.redis.sentinel_tls", redis.sentinel_tls)):  # fmt: skip
-        if not block.enabled:
-            continue
-        if block.server_name:
+    _validate_tls_pems(f"{section}.tls", redis.tls, "Redis")
+    _validate_tls_pems(f"{section}.sentinel_tls", redis.sentinel_tls, "Redis")
+
+
+def _validate_nats(nats: NatsBrokerConfig) -> None:
+    """``broker.nats``: every server of the URL (a comma-separated list, as nats.go
+    takes it) must be ``nats://`` or ``tls://``, and the TLS PEMs must load."""
+    for url in nats.url.split(","):
+        url = url.strip()
+        if not url.startswith(_NATS_SCHEMES) or len(url) <= len("nats://"):
             raise ConfigError(
-                f"{entity}.server_name is not implemented by relay: refusing to start"
+                f"error creating broker: broker.nats.url: {url!r} is not a nats:// or "
+                "tls:// address"
             )
-        for key in ("server_ca_pem", "cert_pem", "key_pem"):
-            value = getattr(block, key)
-            if value:
-                try:
-                    load_pem(value, f"{entity}.{key}")
-                except TLSConfigError as exc:
-                    raise ConfigError(f"error creating Redis TLS config: {exc}") from None
+    _validate_tls_pems("broker.nats.tls", nats.tls, "NATS")
+
+
+def _validate_engines(config: Config) -> None:
+    """``engine``, and the ``broker`` / ``presence_manager`` that replace its parts
+    (centrifugo ``app/engine.go``: the engine is not made when both are enabled)."""
+    if config.engine.type not in _ENGINE_TYPES:
+        raise ConfigError(f"unknown engine type: {config.engine.type}")
+    broker, presence = config.broker, config.presence_manager
+    if config.engine.type == "redis" and not (broker.enabled and presence.enabled):
+        _validate_redis(config.engine.redis)
+    if broker.enabled:
+        if broker.type not in _BROKER_TYPES:
+            raise ConfigError(f"unknown broker type: {broker.type}")
+        if broker.type == "postgres":
+            raise ConfigError(
+                "broker.type postgres (the PostgreSQL stream broker) is not implemented "
+                "by relay: refusing to start"
+            )
+        if broker.type == "redis":
+            _validate_redis(broker.redis, "broker.redis")
+        if broker.type == "nats":
+            _validate_nats(broker.nats)
+    if presence.enabled:
+        if presence.type not in _PRESENCE_TYPES:
+            raise ConfigError(f"unknown presence manager type: {presence.type}")
+        if presence.type == "redis":
+            _validate_redis(presence.redis, "presence_manager.redis")
 
 
 def _validate_connect_transforms(config: Config) -> None:
@@ -219,10 +272,7 @@ def validate(config: Config) -> None:
     internal_port = config.http_server.internal_port.strip()
     if internal_port and not (internal_port.isdigit() and int(internal_port) <= 65535):
         raise ConfigError(f"http_server.internal_port is not a port number: {internal_port!r}")
-    if config.engine.type not in _ENGINE_TYPES:
-        raise ConfigError(f"unknown engine type: {config.engine.type}")
-    if config.engine.type == "redis":
-        _validate_redis(config.engine.redis)
+    _validate_engines(config)
     persistence = config.engine.memory.persistence
     if persistence.sync not in _PERSISTENCE_SYNC:
         raise ConfigError(f"unknown engine.memory.persistence.sync: {persistence.sync}")

@@ -55,6 +55,9 @@ class Publication:
     #: publication. Carried with the publication through the engines, as Centrifugo's
     #: Redis broker carries it in ``Publication.delta``; never written to clients as is.
     delta: bool = False
+    #: the concrete channel of a publication delivered to a wildcard subscription (the
+    #: NATS broker with ``allow_wildcards``); "" otherwise
+    channel: str = ""
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"data": self.data}
@@ -66,6 +69,8 @@ class Publication:
             d["tags"] = self.tags
         if self.time:
             d["time"] = self.time
+        if self.channel:
+            d["channel"] = self.channel
         return d
 
 

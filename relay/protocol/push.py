@@ -53,6 +53,8 @@ def encode_pub_push_json(channel: str, pub: Publication, delta: bool = False) ->
         fields.append(b'"delta":true')
     if pub.time:
         fields.append(b'"time":%d' % pub.time)
+    if pub.channel:
+        fields.append(b'"channel":' + _json_str(pub.channel))
     parts.append(b",".join(fields))
     parts.append(b"}}}")
     return b"".join(parts)
@@ -92,5 +94,7 @@ def encode_pub_push_protobuf(channel: str, pub: Publication, delta: bool = False
         body += b"\x40\x01"
     if pub.time:
         body += b"\x48" + encode_varint(pub.time & 0xFFFFFFFFFFFFFFFF)
+    if pub.channel:
+        body += _field(10, pub.channel.encode())
     push = (_field(2, channel.encode()) if channel else b"") + _field(4, body)
     return _field(4, push)

@@ -344,8 +344,8 @@ def test_serve_with_flags_env_and_warnings(
     assert records[4]["var"] == "CENTRIFUGO_BOGUS"
     assert all(r["level"] == "warn" and "time" in r for r in records)
     # A not-implemented feature switched on stops the start, naming the key.
-    assert _run(["--broker.enabled"]) == 1 and len(served) == 1
-    assert capsys.readouterr().err.startswith("broker is set, but relay does not implement it")
+    assert _run(["--init.enabled"]) == 1 and len(served) == 1
+    assert capsys.readouterr().err.startswith("init is set, but relay does not implement it")
 
 
 def test_refused_versus_warned_keys(

@@ -354,14 +354,14 @@ def test_unknown_env_vars_and_filters() -> None:
         "CENTRIFUGO_PORT_8000_TCP_ADDR": "10.0.0.1",
         "CENTRIFUGO_API_2_PORT": "x",
         "CENTRIFUGO_VAR_SECRET": "x",
-        "CENTRIFUGO_BROKER_ENABLED": "true",
+        "CENTRIFUGO_CONTROLLER_ENABLED": "true",
         "CENTRIFUGO_HTTP_SERVER_TLS_ENABLED": "false",
         "OTHER_VAR": "x",
     }
     warnings = load_config(None, env).warnings
     assert warnings == [
         # recognised but not implemented: says so (the TLS one is false: nothing asked)
-        (NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_BROKER_ENABLED"}),
+        (NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_CONTROLLER_ENABLED"}),
         ("unknown var in environment", {"var": "CENTRIFUGO_TOKEN_HMAC_SECRET_KEY"}),
         ("unknown var in environment", {"var": "CENTRIFUGO_UNKNOWN"}),
     ]
@@ -372,7 +372,7 @@ def test_unknown_file_keys(tmp_path: Path) -> None:
         {
             "log_level": "debug",
             "client": {"tokn": {}, "proxy": {"connect": {}}},
-            "broker": {"enabled": False},
+            "controller": {"enabled": False},
             "channel": {"namespaces": [{"name": "ab"}, {"name": "cd", "foo": 1}]},
         }
     )
@@ -395,7 +395,7 @@ def test_recognised_but_not_implemented_keys_warn_when_set(tmp_path: Path) -> No
                 "channel_position_check_delay": "40s",  # the default: no warning
                 "concurrency": 8,
             },
-            "broker": {"enabled": False},  # nothing asked for: no warning
+            "controller": {"enabled": False},  # nothing asked for: no warning
             "opentelemetry": {"enabled": True},
             "websocket": {"read_buffer_size": 4096},
             "channel": {
@@ -426,7 +426,7 @@ def test_not_implemented_flags_warn(tmp_path: Path) -> None:
     keys = sorted(str(f["key"]) for m, f in result.warnings if m == NOT_IMPLEMENTED_WARNING)
     assert keys == ["map_broker", "opentelemetry"]
     assert result.config.uni_grpc.port == 11000
-    env = {"CENTRIFUGO_WEBTRANSPORT_ENABLED": "true", "CENTRIFUGO_BROKER_ENABLED": "false"}
+    env = {"CENTRIFUGO_WEBTRANSPORT_ENABLED": "true", "CENTRIFUGO_CONTROLLER_ENABLED": "false"}
     result = load_config(None, env)
     assert result.warnings == [
         (NOT_IMPLEMENTED_WARNING, {"var": "CENTRIFUGO_WEBTRANSPORT_ENABLED"})

@@ -34,6 +34,7 @@ def publications(draw: st.DrawFn) -> Publication:
         offset=draw(st.integers(0, 2**64 - 1)),
         tags=draw(st.none() | st.dictionaries(texts, texts, max_size=3)),
         time=draw(st.integers(0, 2**62)),
+        channel=draw(st.just("") | texts),  # a wildcard subscription's concrete channel
     )
 
 

@@ -3,6 +3,8 @@
 * PUB/SUB message: protobuf ``Publication`` (no history), ``__p1:<offset>:<epoch>__`` +
   protobuf ``Publication`` (history), ``__j__`` / ``__l__`` + protobuf ``ClientInfo``.
 * Stream entry: id ``<offset>-0``, field ``d`` = protobuf ``Publication`` (no offset).
+
+The protobuf payloads themselves are ``engines/broker_wire.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from typing import Any
 
 from relay.cluster.shards import fnv1a_64, jump_hash
 from relay.engines.base import SUPPRESSED_IDEMPOTENCY, SUPPRESSED_VERSION
-from relay.protocol import json_codec
-from relay.protocol.messages import ClientInfo, HistoryFilter, Publication, StreamPosition
-from relay.protocol.protobuf_codec import decode_message, encode_message
+from relay.engines.broker_wire import decode_info, decode_pub, encode_pub
+from relay.protocol.messages import HistoryFilter, Publication, StreamPosition
 
 __all__ = [
     "P1",
@@ -42,43 +43,6 @@ def shard_index(channel: str, shards: int) -> int:
     if shards <= 1:
         return 0
     return jump_hash(fnv1a_64(channel.encode()), shards)
-
-
-# ---- payloads ---------------------------------------------------------------------------
-def encode_pub(pub: Publication) -> bytes:
-    d = pub.to_dict()
-    d.pop("offset", None)
-    if pub.delta:  # centrifuge broker_redis.go: protoPub.Delta = opts.UseDelta
-        d["delta"] = True
-    return encode_message("Publication", d)
-
-
-def _info_from_dict(d: dict[str, Any]) -> ClientInfo:
-    return ClientInfo(
-        user=d.get("user", ""),
-        client=d.get("client", ""),
-        conn_info=d.get("conn_info") or None,
-        chan_info=d.get("chan_info") or None,
-    )
-
-
-def decode_info(data: bytes) -> ClientInfo:
-    return _info_from_dict(decode_message("ClientInfo", data))
-
-
-def decode_pub(data: bytes, offset: int = 0) -> Publication:
-    d = decode_message("Publication", data)
-    info = d.get("info")
-    payload = bytes(d.get("data", b""))
-    return Publication(
-        data=payload,
-        info=_info_from_dict(info) if info is not None else None,
-        offset=offset,
-        tags=d.get("tags") or None,
-        time=int(d.get("time", 0)),
-        data_json=json_codec.is_json(payload),
-        delta=bool(d.get("delta", False)),
-    )
 
 
 def split_p1(data: bytes) -> tuple[int, str, bytes]:
