@@ -38,6 +38,7 @@ from relay.transports.websocket import Gateway, GatewayContext
 
 if TYPE_CHECKING:
     from relay.cluster.bus import Bus
+    from relay.consumers import Consumers
     from relay.engines.sharded import ShardedEngine
 
 __all__ = ["RelayServer"]
@@ -129,6 +130,12 @@ class RelayServer:
         self.grpc_api = GrpcAPI(self.node, self.executor) if config.grpc_api.enabled else None
         #: ``uni_grpc``: the same, on its own port.
         self.uni_grpc = UniGrpc(self.node) if config.uni_grpc.enabled else None
+        #: ``consumers``: run by the node's first worker only
+        self.consumers: Consumers | None = None
+        if any(c.enabled for c in config.consumers) and (cluster is None or cluster.id == 0):
+            from relay.consumers import Consumers
+
+            self.consumers = Consumers(config, self.executor, node_uid)
 
     @property
     def app(self) -> web.Application:
@@ -173,6 +180,8 @@ class RelayServer:
             self.uni_grpc.announce = self.cluster is None or self.cluster.id == 0
             await self.uni_grpc.start()
         self._housekeeping = loop.create_task(self._run_housekeeping())
+        if self.consumers is not None:
+            self.consumers.start()
         if not listen:
             return
         for i, lst in enumerate(self.listeners):
@@ -321,6 +330,8 @@ class RelayServer:
             await self.grpc_api.stop()
         if self.uni_grpc is not None:
             await self.uni_grpc.stop()
+        if self.consumers is not None:
+            await self.consumers.stop()
         await self.node.shutdown()
         if self._housekeeping is not None:
             self._housekeeping.cancel()

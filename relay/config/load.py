@@ -141,6 +141,7 @@ def _apply_env(
 #: own rules below: names alone, and per-namespace option vars)
 _OBJECT_LIST_VARS = (
     "proxies",
+    "consumers",
     "rpc.namespaces",
     "client.connect_code_to_unidirectional_disconnect.transforms",
     "uni_sse.connect_code_to_http_response.transforms",

@@ -7,6 +7,7 @@ import re
 import typing
 from collections.abc import Iterator
 
+from relay.config.consumer_tree import ConsumerConfig
 from relay.config.engine_tree import BrokerConfig, RedisConfig
 from relay.config.proxy_tree import ChannelProxyConfig, ProxyConfig
 from relay.config.transport_tree import UniWebsocketConfig, WebsocketConfig
@@ -50,12 +51,15 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     RedisConfig: frozenset({"replica_client"}),
     # Centrifugo's PostgreSQL stream broker (``broker.type: postgres``, refused by validate)
     BrokerConfig: frozenset({"postgres", "redisnats"}),
+    # consumer types relay does not run (an enabled one of these types: refused by validate)
+    ConsumerConfig: frozenset(
+        {"kafka", "nats_jetstream", "google_pub_sub", "aws_sqs", "azure_service_bus"}
+    ),
     Config: frozenset(
         {
             "map_broker",
             "controller",
             "shared_poll",
-            "consumers",
             "webtransport",
             "init",
             "opentelemetry",
@@ -129,6 +133,17 @@ WARN_ONLY = frozenset(
         "map_broker",  # used by ``subscription_type: map`` namespaces only (refused)
         "broker.postgres",  # read only by ``broker.type: postgres``, which validate refuses
         "broker.redisnats",
+        # read only by consumers of these types, which validate refuses when enabled
+        *(
+            f"consumers[].{kind}"
+            for kind in (
+                "kafka",
+                "nats_jetstream",
+                "google_pub_sub",
+                "aws_sqs",
+                "azure_service_bus",
+            )
+        ),
         "http_server.h2c_external",
         "admin.web_proxy_address",
         "client.concurrency",
@@ -174,13 +189,12 @@ SWITCHED_BY_ENABLED = frozenset(
         "init",
         "controller",
         "shared_poll",
-        "consumers",
         "http_server.tls_autocert",
         "http_server.http3",
     }
 )
 
-_NAMESPACE_INDEX = re.compile(r"^channel\.namespaces\.\[\d+\]\.")
+_NAMESPACE_INDEX = re.compile(r"^(channel\.namespaces|consumers)\.\[\d+\]\.")
 _TRUE = ("1", "t", "true")
 
 
@@ -201,7 +215,7 @@ def _switched_on(value: object) -> bool:
 
 def refused(path: str, value: object = True) -> bool:
     """Whether the set not-implemented key ``path`` (set to ``value``) stops the start."""
-    path = _NAMESPACE_INDEX.sub("channel.namespaces[].", path)
+    path = _NAMESPACE_INDEX.sub(r"\1[].", path)
     if path in WARN_ONLY:
         return False
     if path in SWITCHED_BY_ENABLED:

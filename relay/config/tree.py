@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from relay.config.consumer_tree import ConsumerConfig
 from relay.config.engine_tree import (
     BrokerConfig,
     EngineConfig,
@@ -469,6 +470,8 @@ class Config:
     """Node name and info metrics."""
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     """Graceful shutdown."""
+    consumers: tuple[ConsumerConfig, ...] = ()
+    """Async consumers: a PostgreSQL outbox table or Redis Streams turned into API commands."""
     pid_file: str = ""
     """Write the front process's ID to this file (removed on exit; "" = none)."""
     workers: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import typing
 
+from relay.config.consumer_tree import ConsumerConfig, ConsumerType
 from relay.config.durations import _NS_PER_SECOND, format_duration
 from relay.config.engine_tree import (
     BrokerType,
@@ -40,6 +41,9 @@ _ENGINE_TYPES: frozenset[str] = frozenset(typing.get_args(EngineType))
 _BROKER_TYPES: frozenset[str] = frozenset(typing.get_args(BrokerType))
 _PRESENCE_TYPES: frozenset[str] = frozenset(typing.get_args(PresenceManagerType))
 _NATS_SCHEMES = ("nats://", "tls://")
+_CONSUMER_TYPES: tuple[str, ...] = typing.get_args(ConsumerType)
+_CONSUMERS_RUN = ("postgresql", "redis_stream")
+_CONSUMER_NAME = re.compile(r"^[a-zA-Z0-9_]{2,}$")
 _ERROR_MODES: frozenset[str] = frozenset(typing.get_args(ErrorMode))
 _PERSISTENCE_SYNC: frozenset[str] = frozenset(typing.get_args(PersistenceSync))
 
@@ -207,6 +211,59 @@ def _validate_nats(nats: NatsBrokerConfig) -> None:
     _validate_tls_pems("broker.nats.tls", nats.tls, "NATS")
 
 
+def _consumer_problem(c: ConsumerConfig) -> str:
+    """What is wrong with an enabled consumer ("" = nothing): Centrifugo's ``Validate``
+    texts, then what relay does not run."""
+    if c.type not in _CONSUMERS_RUN:
+        return f"{c.type} consumers are not implemented by relay: refusing to start"
+    if c.type == "postgresql":
+        pg = c.postgresql
+        if not pg.dsn:
+            return "no Postgres DSN provided"
+        if not pg.outbox_table_name:
+            return "no Postgres outbox table name provided"
+        if pg.num_partitions < 1 or pg.partition_select_limit < 1:
+            return "num_partitions and partition_select_limit must be positive"
+        return ""
+    rs = c.redis_stream
+    if not rs.address and not rs.sentinel_address:
+        return "redis address is required"
+    if not rs.streams:
+        return "streams can't be empty"
+    if not rs.consumer_group:
+        return "consumer_group is required"
+    if rs.publication_data_mode.enabled and not rs.publication_data_mode.channels_value:
+        return "channels_value is required when publication data mode is enabled"
+    if rs.num_workers < 1:
+        return "num_workers must be positive"
+    try:
+        shards = shard_addresses(rs)
+    except ValueError as exc:
+        return f"error processing Redis address: {exc}"
+    if len(shards) != 1 or shards[0].mode == "cluster":
+        return f"expected a single Redis shard, got {len(shards)}"
+    return ""
+
+
+def _validate_consumers(config: Config) -> None:
+    """centrifugo ``config/validate.go``: names, uniqueness, types, each enabled one."""
+    names: set[str] = set()
+    for c in config.consumers:
+        if not _CONSUMER_NAME.match(c.name):
+            raise ConfigError(
+                f"invalid consumer name: {c.name}, must match {_CONSUMER_NAME.pattern} "
+                "regular expression"
+            )
+        if c.name in names:
+            raise ConfigError(f"invalid consumer name: {c.name}, must be unique")
+        if c.type not in _CONSUMER_TYPES:
+            raise ConfigError(f"unknown consumer type: {c.type}")
+        problem = _consumer_problem(c) if c.enabled else ""
+        if problem:
+            raise ConfigError(f"in consumer {c.name} ({c.type}): {problem}")
+        names.add(c.name)
+
+
 def _validate_engines(config: Config) -> None:
     """``engine``, and the ``broker`` / ``presence_manager`` that replace its parts
     (centrifugo ``app/engine.go``: the engine is not made when both are enabled)."""
@@ -273,6 +330,7 @@ def validate(config: Config) -> None:
     if internal_port and not (internal_port.isdigit() and int(internal_port) <= 65535):
         raise ConfigError(f"http_server.internal_port is not a port number: {internal_port!r}")
     _validate_engines(config)
+    _validate_consumers(config)
     persistence = config.engine.memory.persistence
     if persistence.sync not in _PERSISTENCE_SYNC:
         raise ConfigError(f"unknown engine.memory.persistence.sync: {persistence.sync}")

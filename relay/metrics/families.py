@@ -235,6 +235,18 @@ FAMILIES: dict[str, Family] = {
             ("protocol", "method", "error"),
         ),
         Family(
+            "centrifugo_consumers_messages_processed_total",
+            "counter",
+            "Total number of processed messages in consumer",
+            ("consumer_name",),
+        ),
+        Family(
+            "centrifugo_consumers_errors_total",
+            "counter",
+            "Total number of errors in consumer",
+            ("consumer_name",),
+        ),
+        Family(
             "centrifugo_proxy_duration_seconds",
             "summary",
             "DEPRECATED — use centrifugo_proxy_duration_seconds_histogram. Will be removed in Centrifugo v7. Duration of proxy call.",
@@ -305,8 +317,6 @@ NOT_EXPOSED: dict[str, str] = {
     "centrifugo_map_broker_redis_pub_sub_buffered_messages": "map subscriptions (not implemented)",
     "centrifugo_api_rpc_duration_seconds": "API RPC extensions: none exist in OSS, never shown",
     "centrifugo_api_rpc_duration_seconds_histogram": "API RPC extensions: none exist in OSS, never shown",
-    "centrifugo_consumers_messages_processed_total": "async consumers (not implemented)",
-    "centrifugo_consumers_errors_total": "async consumers (not implemented)",
     "centrifugo_shared_poll_proxy_request_items": "shared poll channels (not implemented)",
     "centrifugo_shared_poll_proxy_response_items": "shared poll channels (not implemented)",
     "centrifugo_node_incoming_http_requests_total": "only with prometheus.instrument_http_handlers (not implemented)",

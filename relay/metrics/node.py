@@ -96,6 +96,8 @@ class Metrics:
         self.proxy_duration_histogram = f("centrifugo_proxy_duration_seconds_histogram")
         self.proxy_errors = f("centrifugo_proxy_errors")
         self.proxy_inflight_requests = f("centrifugo_proxy_inflight_requests")
+        self.consumer_processed = f("centrifugo_consumers_messages_processed_total")
+        self.consumer_errors = f("centrifugo_consumers_errors_total")
         self.bus_events = Counter(
             "bus_messages_total",
             "Messages between this node's workers, by event.",
@@ -416,6 +418,17 @@ class Metrics:
 
     def proxy_error(self, labels: tuple[str, str, str]) -> None:
         self._add(self.proxy_errors, labels)
+
+    def consumer_started(self, name: str) -> None:
+        """A consumer's two series exist from its start (Centrifugo's InitConsumerMetrics)."""
+        self._child(self.consumer_processed, name)
+        self._child(self.consumer_errors, name)
+
+    def consumer_done(self, name: str, processed: int = 0, errors: int = 0) -> None:
+        if processed:
+            self._add(self.consumer_processed, (name,), processed)
+        if errors:
+            self._add(self.consumer_errors, (name,), errors)
 
     def proxy_inflight(self, labels: tuple[str, str, str], delta: int) -> None:
         self._child(self.proxy_inflight_requests, *labels).inc(delta)

@@ -356,8 +356,8 @@ def test_refused_versus_warned_keys(
     cases: list[tuple[dict[str, object], str | None]] = [
         ({"webtransport": {"handler_prefix": "/wt"}}, None),
         ({"webtransport": {"enabled": True}}, "webtransport"),
-        ({"consumers": [{"name": "c", "enabled": False}]}, None),
-        ({"consumers": [{"name": "c", "enabled": True}]}, "consumers"),
+        ({"consumers": [{"name": "cc", "type": "kafka", "kafka": {"brokers": ["k:9092"]}}]},
+         None),  # a consumer type relay does not run, not enabled: warned only
         ({"proxies": [{"name": "pp", "endpoint": "http://x"}]}, None),
         ({"client": {"proxy": {"connect": {"endpoint": "http://x"}}}}, None),
         ({"channel": {"proxy": {"map_publish": {"endpoint": "http://x"}}}},

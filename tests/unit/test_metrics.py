@@ -61,6 +61,8 @@ def busy_metrics() -> Metrics:
     m.proxy_duration(("http", "connect", "default"), 0.003)
     m.proxy_error(("http", "connect", "default"))
     m.proxy_inflight(("http", "connect", "default"), 0)
+    m.consumer_started("outbox")
+    m.consumer_done("outbox", processed=2, errors=1)
     return m
 
 
