@@ -45,7 +45,8 @@ class RedisConfig:
     force_resp2: bool = False
     """Use RESP2 instead of RESP3. Not implemented by relay (warns when set)."""
     cluster_address: tuple[str, ...] = ()
-    """Redis Cluster seed addresses. Not implemented by relay (warns when set)."""
+    """Redis Cluster shards: each entry a comma-separated list of seed ``host:port`` of one
+    cluster (keys and PUB/SUB channels then tag the channel: ``{ch}``)."""
     sentinel_address: tuple[str, ...] = ()
     """Redis Sentinel shards: each entry a comma-separated list of sentinel ``host:port``
     (the master is found through them and followed on failover)."""

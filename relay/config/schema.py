@@ -107,7 +107,6 @@ _TYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     RedisConfig: frozenset(
         {
             "force_resp2",
-            "cluster_address",
             "history_use_lists",
             "presence_hash_field_ttl",
             "presence_user_mapping",

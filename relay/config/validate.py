@@ -179,17 +179,16 @@ def _validate_tls_pems(entity: str, block: TLSConfig, what: str) -> None:
 
 def _validate_redis(redis: RedisConfig, section: str = "engine.redis") -> None:
     """Every shard address must parse as Centrifugo parses it (its start-up error), and
-    be of a kind relay serves: Redis Cluster is not (yet), and stops the start."""
+    be of a kind relay serves (no replica client; cluster shards not mixed with others)."""
     try:
         shards = shard_addresses(redis)
     except ValueError as exc:
         raise ConfigError(f"error processing Redis address: {exc}") from None
+    if len({shard.mode == "cluster" for shard in shards}) > 1:
+        raise ConfigError(
+            f"{section}: Redis Cluster shards cannot be mixed with other Redis shards"
+        )
     for shard in shards:
-        if shard.mode == "cluster":
-            raise ConfigError(
-                f"Redis Cluster (redis+cluster:// addresses, {section}.cluster_address) "
-                "is not implemented by relay: refusing to start"
-            )
         if shard.replica_client:
             raise ConfigError(
                 "replica_client_enabled is not implemented by relay: refusing to start"

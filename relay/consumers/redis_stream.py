@@ -21,12 +21,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from relay.config.consumer_tree import RedisStreamConsumerConfig
 from relay.config.redis_address import shard_addresses
 from relay.consumers.backoff import next_backoff
 from relay.consumers.dispatch import Dispatcher, Retry
+from relay.engines.redis.shard import REDIS_FAILURES
 
 if TYPE_CHECKING:
     from relay.engines.redis.shard import Shard
@@ -121,7 +122,7 @@ class RedisStreamConsumer:
                         await self._reclaim(stream)
                     await self._read(stream)
                     retries, backoff = 0, 0.0
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 retries += 1
                 backoff = next_backoff(backoff, retries)
                 self._failed("error from consumer", exc, stream)
@@ -183,7 +184,7 @@ class RedisStreamConsumer:
         self.metrics.consumer_done(self.name, processed=1)
         try:
             await self._shard.client.xack(stream, self.cfg.consumer_group, entry_id)
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             self._failed("error acknowledging message", exc, stream)
 
     async def _dispatch(self, fields: dict[str, str]) -> None:

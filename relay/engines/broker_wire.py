@@ -3,7 +3,9 @@
 
 A publication crosses without its offset (the Redis engine carries it beside, NATS has
 none) and with ``delta`` set when it was published with delta on
-(centrifuge ``broker_redis.go``: ``protoPub.Delta = opts.UseDelta``).
+(centrifuge ``broker_redis.go``: ``protoPub.Delta = opts.UseDelta``). The ``time`` a
+Centrifugo node stamps on what it publishes is not read back: centrifuge passes it on
+neither to clients nor in history (``pubToProto`` leaves it out).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ def pub_from_dict(d: dict[str, Any], offset: int = 0) -> Publication:
         info=info_from_dict(info) if info is not None else None,
         offset=offset,
         tags=d.get("tags") or None,
-        time=int(d.get("time", 0)),
         data_json=json_codec.is_json(payload),
         delta=bool(d.get("delta", False)),
     )

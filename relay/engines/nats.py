@@ -289,7 +289,6 @@ class NatsBroker:
         push = decode_message("Push", data)
         if "pub" in push:
             pub = pub_from_dict(push["pub"])
-            pub.time = 0  # centrifuge does not pass the broker's time on to clients
             if self._cfg.allow_wildcards:
                 pub.channel = push.get("channel", "")
             handler.handle_publication(channel, pub, _NO_POSITION)

@@ -110,17 +110,17 @@ def test_validate_stops_the_start_with_the_reason() -> None:
     env = {"CENTRIFUGO_ENGINE_TYPE": "redis"}
     for address, reason in (
         ("127.0.0.1", "error processing Redis address: malformed connection address"),
-        ("redis+cluster://h:7000", "Redis Cluster"),
         ("redis+sentinel://h:26379", "sentinel master name must be configured"),
     ):
         result = load_config(None, {**env, "CENTRIFUGO_ENGINE_REDIS_ADDRESS": address})
         with pytest.raises(ConfigError, match=reason):
             validate(result.config)
-    ok = load_config(
-        None,
-        {**env, "CENTRIFUGO_ENGINE_REDIS_ADDRESS": "redis+sentinel://h:1?sentinel_master_name=m"},
-    )
-    validate(ok.config)
+    for address in ("redis+sentinel://h:1?sentinel_master_name=m", "redis+cluster://h:7000"):
+        ok = load_config(None, {**env, "CENTRIFUGO_ENGINE_REDIS_ADDRESS": address})
+        validate(ok.config)
+    mixed = load_config(None, {**env, "CENTRIFUGO_ENGINE_REDIS_ADDRESS": "redis://a:1",
+                               "CENTRIFUGO_ENGINE_REDIS_CLUSTER_ADDRESS": "b:2"})  # fmt: skip
+    validate(mixed.config)  # cluster_address wins over address, as in Centrifugo
 
 
 def test_redis_tls_blocks_are_checked_at_start(tmp_path: object) -> None:

@@ -38,12 +38,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from redis.exceptions import RedisError
-
 from relay.config import RedisConfig
 from relay.config.redis_address import shard_addresses
 from relay.engines.base import EventHandler, PublishOptions
 from relay.engines.memory import IDEMPOTENCY_TTL, new_epoch
+from relay.engines.redis.cluster import ClusterShard, tagged
 from relay.engines.redis.pubsub import PubSubLink
 from relay.engines.redis.scripts import (
     HISTORY,
@@ -52,7 +51,7 @@ from relay.engines.redis.scripts import (
     PRESENCE_REMOVE,
     PUBLISH,
 )
-from relay.engines.redis.shard import Shard, execute, internal
+from relay.engines.redis.shard import REDIS_FAILURES, Shard, execute, internal
 from relay.engines.redis.wire import (
     JOIN,
     LEAVE,
@@ -125,7 +124,9 @@ class RedisEngine:
         self._io_timeout = config.io_timeout
         self.node_id = node_id
         self._handler: EventHandler | None = None
-        self._shards: list[Shard] = []
+        self._shards: list[Shard | ClusterShard] = []
+        #: Redis Cluster: every key and PUB/SUB channel tags the channel (``{ch}``)
+        self._cluster = any(t.mode == "cluster" for t in self._targets)
         self._links: list[PubSubLink] = []
         self._client_prefix = f"{self._prefix}.client.".encode()
         self._control_names: set[bytes] = set()
@@ -137,7 +138,10 @@ class RedisEngine:
 
     async def start(self) -> None:
         """Create the shard clients and start PUB/SUB links; never waits for Redis."""
-        self._shards = [Shard(i, a, self._cfg) for i, a in enumerate(self._targets)]
+        self._shards = [
+            ClusterShard(i, a, self._cfg) if a.mode == "cluster" else Shard(i, a, self._cfg)
+            for i, a in enumerate(self._targets)
+        ]
         self._links = [
             PubSubLink(s, self._io_timeout, self._on_message, self._on_lost, self._on_resub)
             for s in self._shards
@@ -160,22 +164,26 @@ class RedisEngine:
         return shard_index(channel, len(self._targets))
 
     # ---- key names ----------------------------------------------------------------------
+    def _tag(self, channel: str) -> str:
+        return tagged(channel) if self._cluster else channel
+
     def _client_channel(self, channel: str) -> str:
-        return f"{self._prefix}.client.{channel}"
+        return f"{self._prefix}.client.{self._tag(channel)}"
 
     def _stream_key(self, channel: str) -> str:
-        return f"{self._prefix}.stream.{channel}"
+        return f"{self._prefix}.stream.{self._tag(channel)}"
 
     def _meta_key(self, channel: str) -> str:
-        return f"{self._prefix}.stream.meta.{channel}"
+        return f"{self._prefix}.stream.meta.{self._tag(channel)}"
 
     def _result_key(self, channel: str, key: str) -> str:
-        return f"{self._prefix}.result.{channel}.{key}" if key else ""
+        """``P.result.<ch>.<key>`` (with no key too, as centrifuge passes it: unused)."""
+        return f"{self._prefix}.result.{self._tag(channel)}.{key}"
 
     def _presence_keys(self, channel: str) -> list[str]:
         return [
-            f"{self._prefix}.presence.expire.{channel}",
-            f"{self._prefix}.presence.data.{channel}",
+            f"{self._prefix}.presence.expire.{self._tag(channel)}",
+            f"{self._prefix}.presence.data.{self._tag(channel)}",
         ]
 
     # ---- calls --------------------------------------------------------------------------
@@ -184,10 +192,10 @@ class RedisEngine:
         try:
             async with asyncio.timeout(self._io_timeout):
                 return await op
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             raise internal(exc) from exc
 
-    def _shard(self, channel: str) -> Shard:
+    def _shard(self, channel: str) -> Shard | ClusterShard:
         return self._shards[self.shard_of(channel)]
 
     # ---- broker -------------------------------------------------------------------------
@@ -254,7 +262,7 @@ class RedisEngine:
             ms(opts.history_ttl) if history else 0,
             ms(meta_ttl) if meta_ttl > 0 else 0,
             new_epoch(),
-            ms(IDEMPOTENCY_TTL),
+            ms(IDEMPOTENCY_TTL) if opts.idempotency_key else 0,
             "1" if history else "0",
             str(_go_int(opts.version)),
             opts.version_epoch,
@@ -341,7 +349,10 @@ class RedisEngine:
 
     # ---- PUB/SUB callbacks ----------------------------------------------------------------
     def _channel_of(self, name: bytes) -> str:
-        return name[len(self._client_prefix) :].decode()
+        channel = name[len(self._client_prefix) :].decode()
+        if self._cluster and len(channel) >= 2 and channel[0] == "{" and channel[-1] == "}":
+            return channel[1:-1]
+        return channel
 
     # ---- control channels (cluster-wide node operations) -----------------------------
     def _control_name(self, node_id: str = "") -> bytes:

@@ -12,9 +12,9 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
-from relay.engines.redis.shard import Shard, internal, untyped
+from relay.engines.redis.cluster import ClusterShard
+from relay.engines.redis.shard import REDIS_FAILURES, Shard, internal, untyped
 
 __all__ = ["PubSubLink"]
 
@@ -37,7 +37,7 @@ class PubSubLink:
 
     def __init__(
         self,
-        shard: Shard,
+        shard: Shard | ClusterShard,
         io_timeout: float,
         on_message: Callable[[bytes, bytes], None],
         on_lost: Callable[[list[bytes]], None],
@@ -113,7 +113,7 @@ class PubSubLink:
             try:
                 async with asyncio.timeout(self._io_timeout):
                     await untyped(conn.connect)()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_FAILURES as exc:
                 attempt += 1
                 log.debug("redis pubsub %s: connect failed: %s", self._shard.address, exc)
                 await asyncio.sleep(_backoff(attempt))
@@ -130,7 +130,7 @@ class PubSubLink:
         try:
             async with asyncio.timeout(self._io_timeout):
                 await self._shard.load_scripts()
-        except (RedisError, OSError, TimeoutError) as exc:  # EVALSHA falls back to EVAL
+        except REDIS_FAILURES as exc:  # EVALSHA falls back to EVAL
             log.debug("redis %s: SCRIPT LOAD failed: %s", self._shard.address, exc)
 
     async def _serve_until_broken(self, conn: AbstractConnection) -> None:

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from relay.config import RedisConfig
 from relay.config.pem import load_pem
@@ -30,10 +30,29 @@ from relay.config.tree import TLSConfig
 from relay.engines.redis.scripts import ALL_SCRIPTS, Script, source_of
 from relay.errors import ERROR_INTERNAL, ReplyError
 
-__all__ = ["Shard", "internal", "execute", "untyped"]
+__all__ = [
+    "REDIS_FAILURES",
+    "Shard",
+    "PemFiles",
+    "common_kwargs",
+    "host_port",
+    "internal",
+    "execute",
+    "untyped",
+]
 
 # every module of the package logs under the name the single-module engine used
 log = logging.getLogger("relay.engines.redis")
+
+
+#: what a Redis call may raise when Redis (or a cluster node) fails; redis-py's cluster
+#: errors (no slot owner, too many redirections) are not ``RedisError``s
+REDIS_FAILURES: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+)
 
 
 def internal(exc: BaseException) -> ReplyError:
@@ -53,7 +72,7 @@ def execute(client: Redis, *args: Any) -> Awaitable[Any]:
     return untyped(client.execute_command)(*args)
 
 
-def _tls_kwargs(tls: TLSConfig, entity: str, files: _PemFiles) -> dict[str, Any]:
+def _tls_kwargs(tls: TLSConfig, entity: str, files: PemFiles) -> dict[str, Any]:
     """redis-py's TLS options for a ``TLSConfig`` block (as Centrifugo's ``ToGoTLSConfig``
     on the client side: TLS 1.2 at least, system roots unless ``server_ca_pem``)."""
     out: dict[str, Any] = {"ssl_min_version": ssl.TLSVersion.TLSv1_2}
@@ -68,7 +87,7 @@ def _tls_kwargs(tls: TLSConfig, entity: str, files: _PemFiles) -> dict[str, Any]
     return out
 
 
-class _PemFiles:
+class PemFiles:
     """A private directory for the client certificate and key: redis-py reads them from
     files at each connect. Removed when the shard closes."""
 
@@ -92,10 +111,8 @@ class _PemFiles:
             self._dir = None
 
 
-def _pool(target: RedisAddress, cfg: RedisConfig, files: _PemFiles) -> ConnectionPool:
-    """The connection pool of one shard: a server (TCP, TLS or a unix socket), or the
-    master that ``target``'s sentinels name (re-asked after every connection loss, so a
-    failover is followed)."""
+def common_kwargs(target: RedisAddress, cfg: RedisConfig, files: PemFiles) -> dict[str, Any]:
+    """The connection options of every connection to ``target`` (TLS included)."""
     common: dict[str, Any] = {
         "db": target.db,
         "username": target.username or None,
@@ -107,9 +124,17 @@ def _pool(target: RedisAddress, cfg: RedisConfig, files: _PemFiles) -> Connectio
         # one quick retry when a pooled connection turned out to be dead
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
-    use_tls = target.tls or cfg.tls.enabled
-    if use_tls:
+    if target.tls or cfg.tls.enabled:
         common.update(_tls_kwargs(cfg.tls, "engine.redis.tls", files))
+    return common
+
+
+def _pool(target: RedisAddress, cfg: RedisConfig, files: PemFiles) -> ConnectionPool:
+    """The connection pool of one shard: a server (TCP, TLS or a unix socket), or the
+    master that ``target``'s sentinels name (re-asked after every connection loss, so a
+    failover is followed)."""
+    common = common_kwargs(target, cfg, files)
+    use_tls = target.tls or cfg.tls.enabled
     if target.mode == "sentinel":
         sentinel_kwargs: dict[str, Any] = {
             "username": target.sentinel_user or cfg.sentinel_user or None,
@@ -124,7 +149,7 @@ def _pool(target: RedisAddress, cfg: RedisConfig, files: _PemFiles) -> Connectio
                 _tls_kwargs(cfg.sentinel_tls, "engine.redis.sentinel_tls", files)
             )
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            [_host_port(a) for a in target.addresses], sentinel_kwargs=sentinel_kwargs
+            [host_port(a) for a in target.addresses], sentinel_kwargs=sentinel_kwargs
         )
         return SentinelConnectionPool(  # type: ignore[no-untyped-call]
             target.sentinel_master_name, sentinel, ssl=use_tls, **common
@@ -133,12 +158,12 @@ def _pool(target: RedisAddress, cfg: RedisConfig, files: _PemFiles) -> Connectio
         return ConnectionPool(
             connection_class=UnixDomainSocketConnection, path=target.addresses[0], **common
         )
-    host, port = _host_port(target.addresses[0])
+    host, port = host_port(target.addresses[0])
     connection_class = SSLConnection if use_tls else Connection
     return ConnectionPool(connection_class=connection_class, host=host, port=port, **common)
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -146,11 +171,13 @@ def _host_port(address: str) -> tuple[str, int]:
 class Shard:
     """Commands to one Redis server: a connection pool, scripts, key names."""
 
+    cluster = False
+
     def __init__(self, index: int, target: RedisAddress, cfg: RedisConfig) -> None:
         self.index = index
         self.target = target = with_defaults(target, cfg)
         self.address = ",".join(target.addresses)
-        self._files = _PemFiles()
+        self._files = PemFiles()
         self.pool: ConnectionPool = _pool(target, cfg, self._files)
         self.client: Redis = Redis(connection_pool=self.pool)
 

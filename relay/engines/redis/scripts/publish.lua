@@ -1,13 +1,16 @@
--- Publish. KEYS: stream, meta, result ("" = no idempotency key).
+-- Publish. KEYS: stream, meta, result (always given, so that in a cluster every key is in
+-- the channel's slot; used only with an idempotency key).
 -- ARGV: pubsub channel, publication, history size, history ttl ms, meta ttl ms (0 = keep),
---       epoch to use if the channel has none, idempotency ttl ms, "1" = keep history,
+--       epoch to use if the channel has none, idempotency ttl ms ("0" = no idempotency
+--       key), "1" = keep history,
 --       version ("0" = none), version epoch.
 -- Returns {offset, epoch, suppressed as a repeat (0/1), suppressed as stale (0/1)}.
 -- With history, a version not above the meta hash's "v" (same "ve", or no epoch given)
 -- is stale: the top is returned and nothing is written; else "v"/"ve" are stored (the
 -- fields centrifuge's Redis broker uses).
 local stream, meta, result = KEYS[1], KEYS[2], KEYS[3]
-if result ~= '' then
+local idempotent = ARGV[7] ~= '0'
+if idempotent then
   local prev = redis.call('hmget', result, 'e', 's')
   if prev[1] then
     return {tonumber(prev[2]) or 0, prev[1], 1, 0}
@@ -39,7 +42,7 @@ if ARGV[8] == '1' then
 else
   redis.call('publish', ARGV[1], ARGV[2])
 end
-if result ~= '' then
+if idempotent then
   redis.call('hset', result, 'e', epoch, 's', offset)
   redis.call('pexpire', result, ARGV[7])
 end
