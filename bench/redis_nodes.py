@@ -1,10 +1,16 @@
-"""redis: API publish throughput of 1-node and 2-node clusters on one Redis, relay vs Centrifugo.
+"""redis: API publish throughput of 1-node and 2-node clusters on one Redis (and, with
+``--topology single,cluster``, on a three-master Redis Cluster), relay vs Centrifugo.
 
 Four setups run side by side, each on its own ``redis-server`` (so nothing crosses between
 them): relay with 1 node and with 2 nodes (each ``--workers 1``), Centrifugo with 1 and 2
 nodes. Each repeat visits them interleaved (ABBA). Per setup, 100 WebSocket subscribers
 (10 per channel of 10 ``hist:`` channels, history 100) are spread over the nodes, so with 2
 nodes every channel has subscribers on both and every publication crosses Redis.
+
+``--topology``: ``single`` (one ``redis-server``, the default) and/or ``cluster`` (three
+``redis-server --cluster-enabled`` masters joined by ``redis-cli --cluster create``; both
+servers use ``redis+cluster://`` with Centrifugo's hash-tagged keys). Redis CPU is the sum
+over the Redis processes.
 
 Cases:
 
@@ -53,6 +59,7 @@ from bench.common import (
 from bench.drivers import DriverPool, DriverSpec, latencies_us, local_addrs
 
 sys.path.insert(0, str(REPO / "tests"))
+from redis_cluster import RedisCluster  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
 TS = 7777777777777777777
@@ -75,22 +82,31 @@ def redis_config(redis_url: str) -> dict[str, Any]:
 
 
 class Cluster:
-    """``nodes`` servers of one ``kind`` on one (own) redis-server."""
+    """``nodes`` servers of one ``kind`` on one (own) redis-server or Redis Cluster."""
 
-    def __init__(self, kind: str, nodes: int, redis: RedisServer | None = None) -> None:
-        self.kind, self.n = kind, nodes
-        self.name = f"{kind}-{nodes}n"
+    def __init__(
+        self, kind: str, nodes: int, redis: RedisServer | None = None, topology: str = "single"
+    ) -> None:
+        self.kind, self.n, self.topology = kind, nodes, topology
+        self.name = f"{kind}-{nodes}n" + ("-cluster" if topology == "cluster" else "")
         self.redis = redis or RedisServer()
         self.own_redis = redis is None
+        self.redis_cluster = RedisCluster() if topology == "cluster" else None
         self.targets: list[Target] = []
         self.workdir = tempfile.mkdtemp(prefix=f"relay-bench-{self.name}-")
 
+    @property
+    def redis_url(self) -> str:
+        return self.redis_cluster.url if self.redis_cluster is not None else self.redis.url
+
     def start(self) -> Cluster:
-        if not self.redis.running:
+        if self.redis_cluster is not None:
+            self.redis_cluster.start()
+        elif not self.redis.running:
             self.redis.start()
         cfg = os.path.join(self.workdir, "config.json")
         with open(cfg, "w") as f:
-            json.dump(redis_config(self.redis.url), f, indent=2)
+            json.dump(redis_config(self.redis_url), f, indent=2)
         for i in range(self.n):
             d = os.path.join(self.workdir, f"node{i}")
             os.makedirs(d, exist_ok=True)
@@ -101,12 +117,19 @@ class Cluster:
         p = self.redis._proc
         return p.pid if p is not None else None
 
+    def redis_cpu(self) -> float:
+        """CPU seconds of the Redis process(es)."""
+        servers = self.redis_cluster.nodes if self.redis_cluster is not None else [self.redis]
+        return sum(tree_cpu(s._proc.pid) for s in servers if s._proc is not None)
+
     def cpu(self) -> float:
         return sum(tree_cpu(t.pid) for t in self.targets)
 
     def stop(self) -> None:
         for t in self.targets:
             t.stop()
+        if self.redis_cluster is not None:
+            self.redis_cluster.close()
         if self.own_redis:
             self.redis.close()
 
@@ -124,6 +147,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drivers", type=int, default=2)
     p.add_argument("--server", default="both", choices=["relay", "centrifugo", "both"])
     p.add_argument("--nodes", default="1,2")
+    p.add_argument("--topology", default="single", help="single and/or cluster (comma list)")
     p.add_argument("--json", default="")
     p.add_argument("--label", default="")
     p.add_argument("--results-dir", default="")
@@ -177,7 +201,7 @@ async def run_case(cl: Cluster, args: argparse.Namespace, case: str, rep: int) -
         def lagging() -> bool:
             return sent / len(channels) - pool.delivered() / nsubs > args.window
 
-        cpu0 = (cl.cpu(), tree_cpu(cl.redis_pid()), pool.cpu())
+        cpu0 = (cl.cpu(), cl.redis_cpu(), pool.cpu())
         t0 = time.monotonic_ns()
         if case == "publish":
             stop_at = time.monotonic() + args.duration
@@ -248,7 +272,7 @@ async def run_case(cl: Cluster, args: argparse.Namespace, case: str, rep: int) -
             if d >= expected:
                 break
             await asyncio.sleep(0.001)
-        cpu1 = (cl.cpu(), tree_cpu(cl.redis_pid()), pool.cpu())
+        cpu1 = (cl.cpu(), cl.redis_cpu(), pool.cpu())
         t_end = time.monotonic_ns()
         stats = await pool.call("stats")
     finally:
@@ -277,6 +301,8 @@ async def run_case(cl: Cluster, args: argparse.Namespace, case: str, rep: int) -
 
 async def run_once(cl: Cluster, args: argparse.Namespace, rep: int) -> CaseMetrics:
     nn = f"{cl.n} node" + ("s" if cl.n > 1 else "")
+    if cl.topology == "cluster":
+        nn += ", cluster"
     return {
         f"{nn}: publish x{args.sessions}": await run_case(cl, args, "publish", rep),
         f"{nn}: batch {args.batch_size}": await run_case(cl, args, "batch", rep),
@@ -298,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     nodes = [int(x) for x in args.nodes.split(",")]
     clusters: list[Cluster] = []
     try:
-        for n in nodes:
-            for kind in kinds:
-                clusters.append(Cluster(kind, n).start())
+        for topology in args.topology.split(","):
+            for n in nodes:
+                for kind in kinds:
+                    clusters.append(Cluster(kind, n, topology=topology).start())
         # runs[kind][rep] = merged case metrics of every node count
         runs: dict[str, list[CaseMetrics]] = {k: [{} for _ in range(args.repeats)] for k in kinds}
         for rep in range(args.repeats):

@@ -3,7 +3,7 @@ outside source into server API commands.
 
 Part of the typed tree (``config/tree.py`` re-exports every class).
 Source: centrifugo ``internal/configtypes/types.go`` (``Consumer``,
-``PostgresConsumerConfig``, ``RedisStreamConsumerConfig``).
+``PostgresConsumerConfig``, ``RedisStreamConsumerConfig``, ``NatsJetStreamConsumerConfig``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ ConsumerType: TypeAlias = Literal[
     "aws_sqs",
     "azure_service_bus",
 ]
-"""``consumers[].type`` (relay runs ``postgresql`` and ``redis_stream``; an enabled
-consumer of another type stops the start)."""
+"""``consumers[].type`` (relay runs ``postgresql``, ``redis_stream`` and
+``nats_jetstream``; an enabled consumer of another type stops the start)."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,68 @@ class RedisStreamConsumerConfig(RedisConfig):
 
 
 @dataclass(frozen=True)
+class NatsJetStreamPublicationDataModeConfig:
+    enabled: bool = False
+    """The message data is publication data for the channels in ``channels_header``."""
+    channels_header: str = "centrifugo-channels"
+    """Header with the comma-separated channels."""
+    idempotency_key_header: str = "centrifugo-idempotency-key"
+    """Header with the idempotency key."""
+    delta_header: str = "centrifugo-delta"
+    """Header with ``delta`` (a Go boolean)."""
+    version_header: str = "centrifugo-version"
+    """Header with the publication version."""
+    version_epoch_header: str = "centrifugo-version-epoch"
+    """Header with the version epoch."""
+    tags_header_prefix: str = "centrifugo-tag-"
+    """Headers with this prefix are tags (the prefix removed)."""
+
+
+@dataclass(frozen=True)
+class NatsJetStreamConsumerConfig:
+    url: str = "nats://127.0.0.1:4222"
+    """NATS server URL (default ``nats://127.0.0.1:4222``)."""
+    credentials_file: str = ""
+    """A NATS credentials file (user JWT and seed)."""
+    username: str = ""
+    """User name (when there is no credentials file)."""
+    password: str = ""
+    """Password of ``username``."""
+    token: str = ""
+    """Token (when there is neither a credentials file nor a user name)."""
+    stream_name: str = ""
+    """The JetStream stream to consume. Required."""
+    use_existing_consumer: bool = False
+    """Bind to ``durable_consumer_name`` as it exists instead of creating or updating it."""
+    subjects: tuple[str, ...] = ()
+    """Subjects of the stream to consume (all when empty)."""
+    durable_consumer_name: str = ""
+    """The durable consumer shared by every node. Required."""
+    deliver_policy: str = "new"
+    """Where a new consumer starts: ``new`` or ``all``."""
+    max_ack_pending: int = 100
+    """Messages delivered and not acknowledged at most (default 100)."""
+    method_header: str = "centrifugo-method"
+    """Header with the API method (none: the data is a ``{method, payload}`` envelope)."""
+    publication_data_mode: NatsJetStreamPublicationDataModeConfig = field(
+        default_factory=NatsJetStreamPublicationDataModeConfig
+    )
+    """Treat the data as publication data."""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    """TLS to NATS."""
+
+
+@dataclass(frozen=True)
 class ConsumerConfig:
     name: str = ""
     """Unique name (``^[a-zA-Z0-9_]{2,}$``), the ``consumer_name`` label of the metrics."""
     enabled: bool = False
     """Run this consumer."""
     type: str = ""
-    """``postgresql`` or ``redis_stream`` (a ``ConsumerType``; checked by validate)."""
+    """``postgresql``, ``redis_stream`` or ``nats_jetstream`` (checked by validate)."""
     postgresql: PostgresConsumerConfig = field(default_factory=PostgresConsumerConfig)
     """The outbox table consumer."""
     redis_stream: RedisStreamConsumerConfig = field(default_factory=RedisStreamConsumerConfig)
     """The Redis Streams consumer."""
+    nats_jetstream: NatsJetStreamConsumerConfig = field(default_factory=NatsJetStreamConsumerConfig)
+    """The NATS JetStream consumer."""

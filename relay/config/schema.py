@@ -52,9 +52,7 @@ _UNTYPED_NOT_IMPLEMENTED: dict[type, frozenset[str]] = {
     # Centrifugo's PostgreSQL stream broker (``broker.type: postgres``, refused by validate)
     BrokerConfig: frozenset({"postgres", "redisnats"}),
     # consumer types relay does not run (an enabled one of these types: refused by validate)
-    ConsumerConfig: frozenset(
-        {"kafka", "nats_jetstream", "google_pub_sub", "aws_sqs", "azure_service_bus"}
-    ),
+    ConsumerConfig: frozenset({"kafka", "google_pub_sub", "aws_sqs", "azure_service_bus"}),
     Config: frozenset(
         {
             "map_broker",

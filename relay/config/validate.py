@@ -42,7 +42,7 @@ _BROKER_TYPES: frozenset[str] = frozenset(typing.get_args(BrokerType))
 _PRESENCE_TYPES: frozenset[str] = frozenset(typing.get_args(PresenceManagerType))
 _NATS_SCHEMES = ("nats://", "tls://")
 _CONSUMER_TYPES: tuple[str, ...] = typing.get_args(ConsumerType)
-_CONSUMERS_RUN = ("postgresql", "redis_stream")
+_CONSUMERS_RUN = ("postgresql", "redis_stream", "nats_jetstream")
 _CONSUMER_NAME = re.compile(r"^[a-zA-Z0-9_]{2,}$")
 _ERROR_MODES: frozenset[str] = frozenset(typing.get_args(ErrorMode))
 _PERSISTENCE_SYNC: frozenset[str] = frozenset(typing.get_args(PersistenceSync))
@@ -223,6 +223,21 @@ def _consumer_problem(c: ConsumerConfig) -> str:
             return "no Postgres outbox table name provided"
         if pg.num_partitions < 1 or pg.partition_select_limit < 1:
             return "num_partitions and partition_select_limit must be positive"
+        return ""
+    if c.type == "nats_jetstream":
+        js = c.nats_jetstream
+        if not js.url:
+            return "url is required"
+        if not js.stream_name:
+            return "stream_name is required"
+        if not js.durable_consumer_name:
+            return "durable_consumer_name is required for consumer"
+        if not js.use_existing_consumer and js.deliver_policy not in ("new", "all"):
+            return "deliver_policy must be either 'new' or 'all'"
+        if js.publication_data_mode.enabled and not js.publication_data_mode.channels_header:
+            return "channels_header is required for publication data mode"
+        if js.credentials_file:
+            return "credentials_file is not implemented by relay: refusing to start"
         return ""
     rs = c.redis_stream
     if not rs.address and not rs.sentinel_address:

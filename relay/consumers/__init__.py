@@ -56,6 +56,19 @@ class Consumers:
                 self._consumers.append(
                     PostgresConsumer(c.name, c.postgresql, dispatcher, metrics, ctx)
                 )
+            elif c.type == "nats_jetstream":
+                from relay.consumers.nats_jetstream import NatsJetStreamConsumer
+                from relay.transports.tls import client_context
+
+                tls = c.nats_jetstream.tls
+                ctx = (
+                    client_context(tls, f"consumers.{c.name}.nats_jetstream.tls")
+                    if tls.enabled
+                    else None
+                )
+                self._consumers.append(
+                    NatsJetStreamConsumer(c.name, c.nats_jetstream, dispatcher, metrics, ctx)
+                )
             else:  # redis_stream (validate refuses the rest)
                 from relay.consumers.redis_stream import RedisStreamConsumer
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from relay.config import load_config, validate
-from relay.config.consumer_tree import RedisStreamConsumerConfig
+from relay.config.consumer_tree import NatsJetStreamConsumerConfig, RedisStreamConsumerConfig
 from relay.consumers.backoff import MAX_BACKOFF, next_backoff
 from relay.consumers.dispatch import _envelope
+from relay.consumers.nats_jetstream import header_params
 from relay.consumers.redis_stream import publication_params
 from relay.errors import ConfigError
 
@@ -45,6 +46,17 @@ def test_publication_data_fields() -> None:
             publication_params(cfg, bad)
 
 
+def test_publication_data_headers() -> None:
+    cfg = NatsJetStreamConsumerConfig()
+    headers = {"centrifugo-channels": "x", "centrifugo-delta": "1", "centrifugo-tag-a": "b",
+               "centrifugo-version": "3", "centrifugo-version-epoch": "v1"}  # fmt: skip
+    assert header_params(cfg, headers) == (
+        ["x"], {"delta": True, "version": 3, "version_epoch": "v1", "tags": {"a": "b"}}
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        header_params(cfg, {"centrifugo-version": "v"})
+
+
 def test_backoff_doubles_up_to_five_seconds() -> None:
     first = next_backoff(0, 1)
     assert 0.02 <= first < 0.04
@@ -62,6 +74,12 @@ def test_backoff_doubles_up_to_five_seconds() -> None:
         ({"name": "ok", "type": "postgresql", "enabled": True, "postgresql": {"dsn": "x"}},
          "no Postgres outbox table name provided"),
         ({"name": "ok", "type": "redis_stream", "enabled": True}, "streams can't be empty"),
+        ({"name": "ok", "type": "nats_jetstream", "enabled": True}, "stream_name is required"),
+        ({"name": "ok", "type": "nats_jetstream", "enabled": True,
+          "nats_jetstream": {"stream_name": "S"}}, "durable_consumer_name is required"),
+        ({"name": "ok", "type": "nats_jetstream", "enabled": True,
+          "nats_jetstream": {"stream_name": "S", "durable_consumer_name": "d",
+                             "deliver_policy": "last"}}, "deliver_policy must be either"),
     ],
 )  # fmt: skip
 def test_consumer_config_checks(consumer: dict[str, object], reason: str, tmp_path: object) -> None:
