@@ -14,13 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import TracebackType
 
 from tests.procutil import free_port
+from tests.server_process import ServerProcess
 
 __all__ = ["PostgresServer", "postgres_available"]
 
@@ -59,23 +57,22 @@ def _preexec(user: pwd.struct_passwd | None) -> Callable[[], None]:
     return run
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
+    log_name = "postgres.log"
+    stop_signal = signal.SIGINT  # fast shutdown
+
     def __init__(self) -> None:
+        super().__init__("relay-pg-")
         self.port = free_port()
-        self._dir = tempfile.mkdtemp(prefix="relay-pg-")
+        self._dir = self.workdir
         self._user = _run_as()
         if self._user is not None:
             os.chown(self._dir, self._user.pw_uid, self._user.pw_gid)
-        self._proc: subprocess.Popen[bytes] | None = None
         self._initialised = False
 
     @property
     def dsn(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _bin(self, name: str) -> str:
         bindir = _bindir()
@@ -127,36 +124,3 @@ class PostgresServer:
                 raise RuntimeError(done.stderr)
             time.sleep(0.1)
         return ""
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        path = Path(self._dir) / "postgres.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

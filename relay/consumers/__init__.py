@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import TYPE_CHECKING, Protocol
 
 from relay.consumers.dispatch import Dispatcher
@@ -18,6 +19,9 @@ from relay.consumers.dispatch import Dispatcher
 if TYPE_CHECKING:
     from relay.api import Executor
     from relay.config import Config
+    from relay.config.consumer_tree import ConsumerConfig
+    from relay.config.proxy_tree import TLSConfig
+    from relay.metrics import Metrics
 
 __all__ = ["Consumers"]
 
@@ -28,6 +32,30 @@ class _Consumer(Protocol):
     name: str
 
     async def run(self) -> None: ...
+
+
+def _tls(block: TLSConfig, entity: str) -> ssl.SSLContext | None:
+    from relay.transports.tls import client_context
+
+    return client_context(block, entity) if block.enabled else None
+
+
+def _make(c: ConsumerConfig, dispatcher: Dispatcher, metrics: Metrics, node_id: str) -> _Consumer:
+    """The consumer of an enabled ``consumers[]`` entry (validate refused other types)."""
+    entity = f"consumers.{c.name}.{c.type}.tls"
+    if c.type == "postgresql":
+        from relay.consumers.postgresql import PostgresConsumer
+
+        return PostgresConsumer(c.name, c.postgresql, dispatcher, metrics,
+                                _tls(c.postgresql.tls, entity))  # fmt: skip
+    if c.type == "nats_jetstream":
+        from relay.consumers.nats_jetstream import NatsJetStreamConsumer
+
+        return NatsJetStreamConsumer(c.name, c.nats_jetstream, dispatcher, metrics,
+                                     _tls(c.nats_jetstream.tls, entity))  # fmt: skip
+    from relay.consumers.redis_stream import RedisStreamConsumer
+
+    return RedisStreamConsumer(c.name, c.redis_stream, dispatcher, metrics, node_id)
 
 
 class Consumers:
@@ -43,38 +71,7 @@ class Consumers:
                 log.info("consumer %s (%s) is not enabled, skip", c.name, c.type)
                 continue
             metrics.consumer_started(c.name)
-            if c.type == "postgresql":
-                from relay.consumers.postgresql import PostgresConsumer
-                from relay.transports.tls import client_context
-
-                tls = c.postgresql.tls
-                ctx = (
-                    client_context(tls, f"consumers.{c.name}.postgresql.tls")
-                    if tls.enabled
-                    else None
-                )
-                self._consumers.append(
-                    PostgresConsumer(c.name, c.postgresql, dispatcher, metrics, ctx)
-                )
-            elif c.type == "nats_jetstream":
-                from relay.consumers.nats_jetstream import NatsJetStreamConsumer
-                from relay.transports.tls import client_context
-
-                tls = c.nats_jetstream.tls
-                ctx = (
-                    client_context(tls, f"consumers.{c.name}.nats_jetstream.tls")
-                    if tls.enabled
-                    else None
-                )
-                self._consumers.append(
-                    NatsJetStreamConsumer(c.name, c.nats_jetstream, dispatcher, metrics, ctx)
-                )
-            else:  # redis_stream (validate refuses the rest)
-                from relay.consumers.redis_stream import RedisStreamConsumer
-
-                self._consumers.append(
-                    RedisStreamConsumer(c.name, c.redis_stream, dispatcher, metrics, node_id)
-                )
+            self._consumers.append(_make(c, dispatcher, metrics, node_id))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.config.consumer_tree import NatsJetStreamConsumerConfig
 from relay.consumers.backoff import next_backoff
+from relay.consumers.base import Backoff, ConsumerBase, PublicationFields, publication_params
 from relay.consumers.dispatch import Dispatcher, Retry
 
 if TYPE_CHECKING:
@@ -34,45 +35,21 @@ log = logging.getLogger("relay.consumers")
 
 _ACK_WAIT = 30.0
 _FETCH_TIMEOUT = 5.0
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-def header_params(cfg: NatsJetStreamConsumerConfig, headers: dict[str, str]) -> tuple[
-    list[str], dict[str, Any]
-]:  # fmt: skip
-    """The channels and publish fields of a publication-data message; a delta or version
-    header that does not parse is ``ValueError`` (the message is skipped)."""
+def header_params(
+    cfg: NatsJetStreamConsumerConfig, headers: dict[str, str]
+) -> tuple[list[str], dict[str, Any]]:
+    """The channels and publish fields of a publication-data message (an empty header
+    counts as absent, as nats.go's ``Header.Get`` reads it)."""
     mode = cfg.publication_data_mode
-
-    def get(name: str) -> str:
-        return headers.get(name, "") if name else ""
-
-    channels = [c for c in get(mode.channels_header).split(",") if c]
-    params: dict[str, Any] = {}
-    if get(mode.idempotency_key_header):
-        params["idempotency_key"] = get(mode.idempotency_key_header)
-    delta = get(mode.delta_header)
-    if delta:
-        if delta not in _TRUE + _FALSE:
-            raise ValueError(f"error parsing header {mode.delta_header!r}")
-        if delta in _TRUE:
-            params["delta"] = True
-    version = get(mode.version_header)
-    if version:
-        if not version.isdigit():
-            raise ValueError(f"error parsing header {mode.version_header!r}")
-        params["version"] = int(version)
-    if get(mode.version_epoch_header):
-        params["version_epoch"] = get(mode.version_epoch_header)
-    prefix = mode.tags_header_prefix
-    tags = {k[len(prefix) :]: v for k, v in headers.items() if prefix and k.startswith(prefix)}
-    if tags:
-        params["tags"] = tags
-    return channels, params
+    names = PublicationFields(mode.channels_header, mode.idempotency_key_header,
+                              mode.delta_header, mode.version_header, mode.version_epoch_header,
+                              mode.tags_header_prefix)  # fmt: skip
+    return publication_params(headers, names, empty_is_absent=True)
 
 
-class NatsJetStreamConsumer:
+class NatsJetStreamConsumer(ConsumerBase):
     def __init__(
         self,
         name: str,
@@ -81,15 +58,10 @@ class NatsJetStreamConsumer:
         metrics: Metrics,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, metrics)
         self.cfg = cfg
         self.dispatcher = dispatcher
-        self.metrics = metrics
         self._tls = tls
-
-    def _failed(self, what: str, exc: BaseException | str) -> None:
-        self.metrics.consumer_done(self.name, errors=1)
-        log.error("consumer %s: %s: %s", self.name, what, exc or type(exc).__name__)
 
     async def run(self) -> None:
         import nats
@@ -100,7 +72,7 @@ class NatsJetStreamConsumer:
             auth = {"user": cfg.username, "password": cfg.password}
         elif cfg.token:
             auth = {"token": cfg.token}
-        backoff, retries = 0.0, 0
+        backoff = Backoff()
         while True:
             try:
                 nc = await nats.connect(
@@ -110,10 +82,8 @@ class NatsJetStreamConsumer:
                 )  # fmt: skip
                 break
             except Exception as exc:
-                retries += 1
-                backoff = next_backoff(backoff, retries)
-                self._failed("cannot connect to NATS", exc)
-                await asyncio.sleep(backoff)
+                self.failed("cannot connect to NATS", exc)
+                await backoff.pause()
         try:
             await self._consume(nc)
         finally:
@@ -124,12 +94,12 @@ class NatsJetStreamConsumer:
         from nats.errors import TimeoutError as NatsTimeout
 
         js = nc.jetstream()
-        backoff, retries = 0.0, 0
+        backoff = Backoff()
         while True:
             try:
                 sub = await self._subscription(js)
                 log.info("consumer %s: consuming %s", self.name, self.cfg.stream_name)
-                retries, backoff = 0, 0.0
+                backoff.reset()
                 while True:
                     try:
                         msgs = await sub.fetch(self.cfg.max_ack_pending, timeout=_FETCH_TIMEOUT)
@@ -141,10 +111,8 @@ class NatsJetStreamConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # stream or consumer gone, NATS away: start again
-                retries += 1
-                backoff = next_backoff(backoff, retries)
-                self._failed("consumer unavailable, creating it again", exc)
-                await asyncio.sleep(backoff)
+                self.failed("consumer unavailable, creating it again", exc)
+                await backoff.pause()
 
     async def _subscription(self, js: Any) -> Any:
         from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -191,13 +159,13 @@ class NatsJetStreamConsumer:
                 method = headers.get(self.cfg.method_header, "") if self.cfg.method_header else ""
                 await self.dispatcher.command(method, msg.data)
         except Retry as exc:
-            self._failed("processing message failed", exc)
+            self.failed("processing message failed", exc)
             delivered = getattr(getattr(msg, "metadata", None), "num_delivered", 1) or 1
             await msg.nak(delay=next_backoff(0, min(int(delivered), 10)))
             return
         try:
             await msg.ack()
         except Exception as exc:
-            self._failed("failed to ack message", exc)
+            self.failed("failed to ack message", exc)
             return
         self.metrics.consumer_done(self.name, processed=1)

@@ -28,7 +28,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from relay.config.consumer_tree import PostgresConsumerConfig
-from relay.consumers.backoff import next_backoff
+from relay.consumers.base import Backoff, ConsumerBase
 from relay.consumers.dispatch import Dispatcher, Retry
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _payload(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-class PostgresConsumer:
+class PostgresConsumer(ConsumerBase):
     def __init__(
         self,
         name: str,
@@ -57,25 +57,19 @@ class PostgresConsumer:
         metrics: Metrics,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, metrics)
         self.cfg = cfg
         self.dispatcher = dispatcher
-        self.metrics = metrics
         self._tls = tls
         self._lock_prefix = f"centrifugo_partition_lock_{name}"
         self._wake = [asyncio.Event() for _ in range(cfg.num_partitions)]
         self._pool: Any = None
 
-    def _failed(self, what: str, exc: BaseException, partition: int | None = None) -> None:
-        self.metrics.consumer_done(self.name, errors=1)
-        where = "" if partition is None else f" (partition {partition})"
-        log.error("consumer %s: %s%s: %s", self.name, what, where, exc or type(exc).__name__)
-
     async def run(self) -> None:
         """Connect (retrying for ever), then run every partition and the listener."""
         import asyncpg
 
-        backoff, retries = 0.0, 0
+        backoff = Backoff()
         while self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
@@ -83,10 +77,8 @@ class PostgresConsumer:
                     ssl=self._tls, timeout=10,
                 )  # fmt: skip
             except Exception as exc:
-                retries += 1
-                backoff = next_backoff(backoff, retries)
-                self._failed("cannot connect to PostgreSQL", exc)
-                await asyncio.sleep(backoff)
+                self.failed("cannot connect to PostgreSQL", exc)
+                await backoff.pause()
         log.info("consumer %s: reading outbox %s", self.name, self.cfg.outbox_table_name)
         tasks = [self._partition(i) for i in range(self.cfg.num_partitions)]
         if self.cfg.partition_notification_channel:
@@ -97,7 +89,7 @@ class PostgresConsumer:
             await self._pool.close()
 
     async def _partition(self, partition: int) -> None:
-        backoff, retries = 0.0, 0
+        backoff = Backoff()
         limit = self.cfg.partition_select_limit
         while True:
             try:
@@ -106,12 +98,10 @@ class PostgresConsumer:
                 await self._pause(partition)
                 continue
             except Exception as exc:  # the database, or a command to retry (Retry)
-                retries += 1
-                backoff = next_backoff(backoff, retries)
-                self._failed("error processing postgresql outbox", exc, partition)
-                await asyncio.sleep(backoff)
+                self.failed("error processing postgresql outbox", exc, f"partition {partition}")
+                await backoff.pause()
                 continue
-            retries, backoff = 0, 0.0
+            backoff.reset()
             if done < limit:
                 await self._pause(partition)
 
@@ -167,7 +157,7 @@ class PostgresConsumer:
             try:
                 conn = await asyncpg.connect(dsn, ssl=self._tls, timeout=10)
             except Exception as exc:
-                self._failed("error listening outbox notifications", exc)
+                self.failed("error listening outbox notifications", exc)
                 await asyncio.sleep(1)
                 continue
             try:
@@ -176,7 +166,7 @@ class PostgresConsumer:
                     await asyncio.sleep(1)
                     await conn.execute("SELECT 1")  # notices a dead connection
             except Exception as exc:
-                self._failed("error listening outbox notifications", exc)
+                self.failed("error listening outbox notifications", exc)
             finally:
                 if not conn.is_closed():
                     await conn.close()

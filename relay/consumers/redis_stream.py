@@ -25,7 +25,8 @@ from redis.exceptions import ResponseError
 
 from relay.config.consumer_tree import RedisStreamConsumerConfig
 from relay.config.redis_address import shard_addresses
-from relay.consumers.backoff import next_backoff
+from relay.consumers import base
+from relay.consumers.base import Backoff, ConsumerBase, PublicationFields
 from relay.consumers.dispatch import Dispatcher, Retry
 from relay.engines.redis.shard import REDIS_FAILURES
 
@@ -38,47 +39,25 @@ __all__ = ["RedisStreamConsumer", "publication_params"]
 log = logging.getLogger("relay.consumers")
 
 RECLAIM_INTERVAL = 5.0
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def publication_params(cfg: RedisStreamConsumerConfig, fields: dict[str, str]) -> tuple[
-    list[str], dict[str, Any]
-]:  # fmt: skip
-    """The channels and the publish fields of a publication-data entry (``ValueError``
-    for a delta or version that does not parse, as Go's ``strconv`` refuses it)."""
+def publication_params(
+    cfg: RedisStreamConsumerConfig, fields: dict[str, str]
+) -> tuple[list[str], dict[str, Any]]:
+    """The channels and publish fields of a publication-data entry (a field present but
+    empty does not parse, as in Centrifugo)."""
     mode = cfg.publication_data_mode
-    channels = [c for c in fields.get(mode.channels_value, "").split(",") if c]
-    params: dict[str, Any] = {}
-    key = fields.get(mode.idempotency_key_value, "") if mode.idempotency_key_value else ""
-    if key:
-        params["idempotency_key"] = key
-    delta = fields.get(mode.delta_value) if mode.delta_value else None
-    if delta is not None:
-        if delta not in _TRUE + _FALSE:
-            raise ValueError(f"error parsing delta property {mode.delta_value!r}")
-        if delta in _TRUE:
-            params["delta"] = True
-    version = fields.get(mode.version_value) if mode.version_value else None
-    if version is not None:
-        if not version.isdigit():
-            raise ValueError(f"error parsing version property {mode.version_value!r}")
-        params["version"] = int(version)
-    epoch = fields.get(mode.version_epoch_value, "") if mode.version_epoch_value else ""
-    if epoch:
-        params["version_epoch"] = epoch
-    prefix = mode.tags_value_prefix
-    tags = {k[len(prefix) :]: v for k, v in fields.items() if prefix and k.startswith(prefix)}
-    if tags:
-        params["tags"] = tags
-    return channels, params
+    names = PublicationFields(mode.channels_value, mode.idempotency_key_value,
+                              mode.delta_value, mode.version_value, mode.version_epoch_value,
+                              mode.tags_value_prefix)  # fmt: skip
+    return base.publication_params(fields, names, empty_is_absent=False)
 
 
-class RedisStreamConsumer:
+class RedisStreamConsumer(ConsumerBase):
     def __init__(
         self,
         name: str,
@@ -87,17 +66,11 @@ class RedisStreamConsumer:
         metrics: Metrics,
         node_id: str,
     ) -> None:
-        self.name = name
+        super().__init__(name, metrics)
         self.cfg = cfg
         self.dispatcher = dispatcher
-        self.metrics = metrics
         self.node_id = node_id
         self._shard: Shard | None = None
-
-    def _failed(self, what: str, exc: BaseException, stream: str) -> None:
-        self.metrics.consumer_done(self.name, errors=1)
-        log.error("consumer %s: %s (stream %s): %s", self.name, what, stream,
-                  exc or type(exc).__name__)  # fmt: skip
 
     async def run(self) -> None:
         from relay.engines.redis.shard import Shard
@@ -110,7 +83,7 @@ class RedisStreamConsumer:
 
     async def _stream(self, stream: str) -> None:
         """Create the group, then read and reclaim, retrying every failure for ever."""
-        backoff, retries = 0.0, 0
+        backoff = Backoff()
         reclaim_due = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -121,12 +94,10 @@ class RedisStreamConsumer:
                         reclaim_due = loop.time() + RECLAIM_INTERVAL
                         await self._reclaim(stream)
                     await self._read(stream)
-                    retries, backoff = 0, 0.0
+                    backoff.reset()
             except REDIS_FAILURES as exc:
-                retries += 1
-                backoff = next_backoff(backoff, retries)
-                self._failed("error from consumer", exc, stream)
-                await asyncio.sleep(backoff)
+                self.failed("error from consumer", exc, f"stream {stream}")
+                await backoff.pause()
 
     async def _ensure_group(self, stream: str) -> None:
         assert self._shard is not None
@@ -179,13 +150,13 @@ class RedisStreamConsumer:
         try:
             await self._dispatch(fields)
         except (Retry, ValueError) as exc:  # stays pending: claimed again after the timeout
-            self._failed("error processing redis stream message", exc, stream)
+            self.failed("error processing redis stream message", exc, f"stream {stream}")
             return
         self.metrics.consumer_done(self.name, processed=1)
         try:
             await self._shard.client.xack(stream, self.cfg.consumer_group, entry_id)
         except REDIS_FAILURES as exc:
-            self._failed("error acknowledging message", exc, stream)
+            self.failed("error acknowledging message", exc, f"stream {stream}")
 
     async def _dispatch(self, fields: dict[str, str]) -> None:
         data = fields.get(self.cfg.payload_value)

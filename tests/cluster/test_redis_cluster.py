@@ -8,12 +8,10 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
-from relay.auth import encode_hmac_token
+from tests.cluster.sdk_subscriber import SdkSubscriber
 from tests.cluster.test_redis_nodes import SECRET, Node, config
 from tests.redis_cluster import RedisCluster, cluster_available
 
@@ -90,29 +88,10 @@ async def test_a_cluster_node_killed_and_started_again(
     nodes: tuple[Node, Node], cluster: RedisCluster
 ) -> None:
     a, b = nodes
-    events: list[SubscribedContext] = []
-    pubs: list[Any] = []
-
-    class Events(SubscriptionEventHandler):
-        async def on_subscribed(self, ctx: SubscribedContext) -> None:
-            events.append(ctx)
-
-        async def on_publication(self, ctx: Any) -> None:
-            pubs.append(ctx.pub.data)
-
-    client = Client(a.ws_url, token=encode_hmac_token({"sub": "sdk"}, SECRET), proxy=None,
-                    min_reconnect_delay=0.2, max_reconnect_delay=0.5)  # fmt: skip
-    sub = client.new_subscription("stream", events=Events())
-    await client.connect()
-    await sub.subscribe()
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    sdk = SdkSubscriber(a.ws_url, SECRET, "stream")
+    await sdk.start()
     await b.api("publish", {"channel": "stream", "data": 0})
-    deadline = time.monotonic() + 5
-    while pubs != [0] and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert pubs == [0]
+    assert await sdk.until(lambda: sdk.pubs == [0], 5)
     victim = cluster.owner_of("{stream}")
     victim.stop(kill=True)
     started = time.monotonic()
@@ -132,8 +111,8 @@ async def test_a_cluster_node_killed_and_started_again(
     # the subscriber gets what is published after the node came back (resubscribed and
     # told to resync where its PUB/SUB connection was on the killed node)
     deadline = time.monotonic() + 20
-    while 2 not in pubs:
-        assert time.monotonic() < deadline, f"no delivery after the node came back: {pubs}"
+    while 2 not in sdk.pubs:
+        assert time.monotonic() < deadline, f"no delivery after the node came back: {sdk.pubs}"
         await b.api("publish", {"channel": "stream", "data": 2})
         await asyncio.sleep(0.5)
-    await client.disconnect()
+    await sdk.close()

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
-from relay.auth import encode_hmac_token
+from tests.cluster.sdk_subscriber import SdkSubscriber
 from tests.procutil import OPEN_CHANNELS, RelayEndpoints, free_port, spawn_relay, wait_port
 from tests.redis_server import RedisServer, redis_available
 
@@ -116,41 +115,19 @@ async def test_two_nodes_act_as_one(nodes: tuple[Node, Node]) -> None:
 
 async def test_recovery_across_node_restart(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
-    events: list[SubscribedContext] = []
-    pubs: list[Any] = []
-
-    class Events(SubscriptionEventHandler):
-        async def on_subscribed(self, ctx: SubscribedContext) -> None:
-            events.append(ctx)
-
-        async def on_publication(self, ctx: Any) -> None:
-            pubs.append(ctx.pub.data)
-
-    client = Client(a.ws_url, token=encode_hmac_token({"sub": "sdk"}, SECRET), proxy=None,
-                    min_reconnect_delay=0.2, max_reconnect_delay=0.5)  # fmt: skip
-    sub = client.new_subscription("stream", events=Events())
-    await client.connect()
-    await sub.subscribe()
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:  # the SDK subscribes in the background
-        await asyncio.sleep(0.02)
+    sdk = SdkSubscriber(a.ws_url, SECRET, "stream")
+    await sdk.start()
     await b.api("publish", {"channel": "stream", "data": 0})
-    deadline = time.monotonic() + 5
-    while pubs != [0] and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert pubs == [0]
+    assert await sdk.until(lambda: sdk.pubs == [0], 5)
     a.stop()  # node A goes away; its client starts reconnecting
     for i in range(1, 4):
         await b.api("publish", {"channel": "stream", "data": i})
     await a.start()
-    deadline = time.monotonic() + 10
-    while len(events) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert events[-1].was_recovering and events[-1].recovered
-    while len(pubs) < 4 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert pubs == [0, 1, 2, 3]  # the stream lives in Redis: nothing missed
-    await client.disconnect()
+    await sdk.until(lambda: len(sdk.events) >= 2, 10)
+    assert sdk.events[-1].was_recovering and sdk.events[-1].recovered
+    await sdk.until(lambda: len(sdk.pubs) >= 4, 10)
+    assert sdk.pubs == [0, 1, 2, 3]  # the stream lives in Redis: nothing missed
+    await sdk.close()
 
 
 async def test_redis_outage(nodes: tuple[Node, Node], redis: RedisServer) -> None:

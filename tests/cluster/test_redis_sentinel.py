@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 import redis
-from centrifuge import Client, SubscribedContext, SubscriptionEventHandler
 
-from relay.auth import encode_hmac_token
+from tests.cluster.sdk_subscriber import SdkSubscriber
 from tests.procutil import OPEN_CHANNELS, RelayEndpoints, free_port, spawn_relay, wait_port
 from tests.redis_server import RedisServer, redis_available
 
@@ -195,24 +194,8 @@ async def test_failover_resumes_publishing_and_resyncs_subscribers(
     node: Node, setup: tuple[RedisServer, RedisServer, Sentinels]
 ) -> None:
     master, replica, sentinels = setup
-    events: list[SubscribedContext] = []
-    received: list[Any] = []
-
-    class Events(SubscriptionEventHandler):
-        async def on_subscribed(self, ctx: SubscribedContext) -> None:
-            events.append(ctx)
-
-        async def on_publication(self, ctx: Any) -> None:
-            received.append(ctx.pub.data)
-
-    client = Client(node.ws_url, token=encode_hmac_token({"sub": "sdk"}, SECRET), proxy=None,
-                    min_reconnect_delay=0.2, max_reconnect_delay=0.5)  # fmt: skip
-    sub = client.new_subscription("stream", events=Events())
-    await client.connect()
-    await sub.subscribe()
-    deadline = time.monotonic() + 5
-    while not events and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    sdk = SdkSubscriber(node.ws_url, SECRET, "stream")
+    await sdk.start()
     assert (await node.api("publish", {"channel": "stream", "data": 0}))["result"]["offset"]
     master.stop(kill=True)
     # Until the sentinels promote the replica, publishes fail fast with error 100.
@@ -234,8 +217,8 @@ async def test_failover_resumes_publishing_and_resyncs_subscribers(
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         await node.api("publish", {"channel": "stream", "data": "late"})
-        if "late" in received:
+        if "late" in sdk.pubs:
             break
         await asyncio.sleep(0.3)
-    assert "late" in received, (received, [(e.was_recovering, e.recovered) for e in events])
-    await client.disconnect()
+    assert "late" in sdk.pubs, (sdk.pubs, [(e.was_recovering, e.recovered) for e in sdk.events])
+    await sdk.close()

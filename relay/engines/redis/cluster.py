@@ -22,12 +22,10 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
 
 from relay.config import RedisConfig
 from relay.config.redis_address import RedisAddress, with_defaults
-from relay.engines.redis.scripts import ALL_SCRIPTS, Script, source_of
-from relay.engines.redis.shard import PemFiles, common_kwargs, execute, host_port
+from relay.engines.redis.shard import PemFiles, ScriptRunner, common_kwargs, host_port
 
 __all__ = ["ClusterShard", "tagged"]
 
@@ -37,7 +35,7 @@ def tagged(name: str) -> str:
     return "{" + name + "}"
 
 
-class ClusterShard:
+class ClusterShard(ScriptRunner):
     """The ``Shard`` interface over a Redis Cluster."""
 
     cluster = True
@@ -73,34 +71,14 @@ class ClusterShard:
             return SSLConnection(host=host, port=port, **kwargs)
         return Connection(host=host, port=port, **kwargs)
 
-    async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await execute(self.client, "EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await execute(self.client, "EVAL", script.source, len(keys), *keys, *args)
-
-    async def run_batch(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Many commands, pipelined per node; per-command errors come back as values."""
-        results = await self._pipeline(calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for source in {source_of(calls[i][1]) for i in missing} - {""}:
-                await self.client.script_load(source)
-            retried = await self._pipeline([calls[i] for i in missing])
-            for i, r in zip(missing, retried, strict=True):
-                results[i] = r
-        return results
-
     async def _pipeline(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         pipe = self.client.pipeline()
         for call in calls:
             pipe.execute_command(*call)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script on every primary (after a (re)connect)."""
-        for script in ALL_SCRIPTS:
-            await self.client.script_load(script.source)
+    async def _script_load(self, source: str) -> None:
+        await self.client.script_load(source)  # on every primary
 
     async def close(self) -> None:
         await self.client.aclose()

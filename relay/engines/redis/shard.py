@@ -32,6 +32,7 @@ from relay.errors import ERROR_INTERNAL, ReplyError
 
 __all__ = [
     "REDIS_FAILURES",
+    "ScriptRunner",
     "Shard",
     "PemFiles",
     "common_kwargs",
@@ -168,7 +169,45 @@ def host_port(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class Shard:
+class ScriptRunner:
+    """Lua scripts over a shard's client: EVALSHA, EVAL when the script is not loaded,
+    and batches that load what they miss (a server or a cluster)."""
+
+    client: Any
+
+    async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await execute(self.client, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await execute(self.client, "EVAL", script.source, len(keys), *keys, *args)
+
+    async def run_batch(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Many commands in one round trip (per node); per-command errors come back as
+        values. ``EVALSHA`` calls that find no script are re-run (in order) after loading it.
+        """
+        results = await self._pipeline(calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            for source in {source_of(calls[i][1]) for i in missing} - {""}:
+                await self._script_load(source)
+            retried = await self._pipeline([calls[i] for i in missing])
+            for i, r in zip(missing, retried, strict=True):
+                results[i] = r
+        return results
+
+    async def _pipeline(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        raise NotImplementedError
+
+    async def _script_load(self, source: str) -> None:
+        raise NotImplementedError
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (after a (re)connect: Redis may have restarted)."""
+        for script in ALL_SCRIPTS:
+            await self._script_load(script.source)
+
+
+class Shard(ScriptRunner):
     """Commands to one Redis server: a connection pool, scripts, key names."""
 
     cluster = False
@@ -189,39 +228,14 @@ class Shard:
         conn: AbstractConnection = self.pool.connection_class(**kwargs)
         return conn
 
-    async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await execute(self.client, "EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await execute(self.client, "EVAL", script.source, len(keys), *keys, *args)
-
-    async def run_batch(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Many commands in one round trip; per-command errors come back as values.
-
-        ``EVALSHA`` calls that find no script are re-run (in order) after loading it.
-        """
-        results = await self._pipeline(calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            for source in {source_of(calls[i][1]) for i in missing} - {""}:
-                await execute(self.client, "SCRIPT", "LOAD", source)
-            retried = await self._pipeline([calls[i] for i in missing])
-            for i, r in zip(missing, retried, strict=True):
-                results[i] = r
-        return results
-
     async def _pipeline(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*call)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script (after a (re)connect: Redis may have restarted)."""
-        pipe = self.client.pipeline(transaction=False)
-        for script in ALL_SCRIPTS:
-            pipe.execute_command("SCRIPT", "LOAD", script.source)
-        await pipe.execute()
+    async def _script_load(self, source: str) -> None:
+        await execute(self.client, "SCRIPT", "LOAD", source)
 
     async def close(self) -> None:
         await self.client.aclose()
