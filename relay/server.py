@@ -235,9 +235,8 @@ class RelayServer:
         self.presence_ttl = (
             presence_cfg.type if presence_cfg.enabled else config.engine.type
         ) == "redis"
-        if broker is presence:
-            assert engine is not None
-            return engine
+        if broker is presence:  # no split: the engine, or one memory engine for both
+            return cast(Engine, broker)
         from relay.engines.split import SplitEngine
 
         return cast(Engine, SplitEngine(broker, presence))
