@@ -36,6 +36,7 @@ class RedisServer(ServerProcess):
         self, *, port: int | None = None, persist: bool = False, extra: tuple[str, ...] = ()
     ) -> None:
         super().__init__("relay-redis-")
+        self._own_port = port is None  # chosen here: another may be tried if it is taken
         self.port = port or free_port()
         self.persist = persist
         self.extra = extra  # more redis-server arguments (``--replicaof HOST PORT``)
@@ -45,6 +46,19 @@ class RedisServer(ServerProcess):
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start; a first start on a port chosen here that another process took in the
+        meantime is tried again on a new free port (twice at most)."""
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+                self._own_port = False  # from now on the port stays (restarts)
+                return
+            except RuntimeError:
+                if not self._own_port or attempt == 2:
+                    raise
+                self.port = free_port()
+
+    def _start(self, timeout: float) -> None:
         if self.running:
             return
         args = [
