@@ -113,10 +113,6 @@ class Cluster:
             self.targets.append(start_server(self.kind, 1, cfg, d))
         return self
 
-    def redis_pid(self) -> int | None:
-        p = self.redis._proc
-        return p.pid if p is not None else None
-
     def redis_cpu(self) -> float:
         """CPU seconds of the Redis process(es)."""
         servers = self.redis_cluster.nodes if self.redis_cluster is not None else [self.redis]

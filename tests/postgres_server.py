@@ -64,10 +64,9 @@ class PostgresServer(ServerProcess):
     def __init__(self) -> None:
         super().__init__("relay-pg-")
         self.port = free_port()
-        self._dir = self.workdir
         self._user = _run_as()
         if self._user is not None:
-            os.chown(self._dir, self._user.pw_uid, self._user.pw_gid)
+            os.chown(self.workdir, self._user.pw_uid, self._user.pw_gid)
         self._initialised = False
 
     @property
@@ -82,7 +81,7 @@ class PostgresServer(ServerProcess):
     def start(self, timeout: float = 30.0) -> None:
         if self.running:
             return
-        data = os.path.join(self._dir, "data")
+        data = os.path.join(self.workdir, "data")
         if not self._initialised:
             subprocess.run(
                 [self._bin("initdb"), "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8"],
@@ -90,9 +89,9 @@ class PostgresServer(ServerProcess):
                 preexec_fn=_preexec(self._user),
             )  # fmt: skip
             self._initialised = True
-        log = open(os.path.join(self._dir, "postgres.log"), "ab")  # noqa: SIM115
+        log = open(os.path.join(self.workdir, "postgres.log"), "ab")  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [self._bin("postgres"), "-D", data, "-p", str(self.port), "-k", self._dir,
+            [self._bin("postgres"), "-D", data, "-p", str(self.port), "-k", self.workdir,
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
             stdout=log, stderr=log, preexec_fn=_preexec(self._user),
         )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import pytest
 
-from tests.cluster.test_redis_nodes import KEY, SECRET, Node
+from tests.cluster.test_redis_nodes import KEY, SECRET, Node, start_two_nodes, two_nodes
 from tests.nats_server import NatsServer, nats_available
 from tests.procutil import OPEN_CHANNELS
 from tests.redis_server import RedisServer, redis_available
@@ -56,23 +56,10 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
 
 
-async def _nodes(cfg: dict[str, Any], tmp_path: Path) -> tuple[Node, Node]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(cfg))
-    a, b = Node(path), Node(path, workers=2)
-    await asyncio.gather(a.start(), b.start())
-    await asyncio.sleep(3.2)  # a heartbeat round over NATS: every worker knows every other
-    return a, b
-
-
 @pytest.fixture
 async def nodes(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    a, b = await _nodes(config(nats_server.url), tmp_path)
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    async with two_nodes(config(nats_server.url), tmp_path) as pair:
+        yield pair
 
 
 async def _until(check: Any, timeout: float = 10.0) -> Any:
@@ -134,7 +121,7 @@ async def test_nats_broker_with_a_redis_presence_manager(
         cfg = config(nats_server.url)
         cfg["presence_manager"] = {"enabled": True, "type": "redis",
                                    "redis": {"address": redis.url}}  # fmt: skip
-        a, b = await _nodes(cfg, tmp_path)
+        a, b = await start_two_nodes(cfg, tmp_path)
         try:
             on_a, on_b = await a.client("alice"), await b.client("bob")
             for c in (on_a, on_b):
@@ -181,7 +168,7 @@ async def test_nats_outage(nodes: tuple[Node, Node], nats_server: NatsServer) ->
 async def test_starts_without_nats_and_connects_later(tmp_path: Path) -> None:
     server = NatsServer()
     try:
-        a, b = await _nodes(config(server.url), tmp_path)  # nothing listens yet
+        a, b = await start_two_nodes(config(server.url), tmp_path)  # nothing listens yet
         try:
             res = await a.api("publish", {"channel": "x", "data": 1})
             assert res["error"]["code"] == 100
@@ -218,7 +205,7 @@ async def _raw_nats(url: str) -> tuple[Any, list[tuple[str, bytes]]]:
 
 
 async def test_wildcard_subscriptions(nats_server: NatsServer, tmp_path: Path) -> None:
-    a, b = await _nodes(config(nats_server.url, allow_wildcards=True), tmp_path)
+    a, b = await start_two_nodes(config(nats_server.url, allow_wildcards=True), tmp_path)
     nc, seen = await _raw_nats(nats_server.url)
     try:
         c = await a.client("erin")
@@ -243,7 +230,7 @@ async def test_raw_mode(nats_server: NatsServer, tmp_path: Path) -> None:
     cfg = config(nats_server.url, raw_mode=raw)
     cfg["channel"]["namespaces"].append({"name": "chat", **OPEN_CHANNELS,
                                          "force_recovery": False})  # fmt: skip
-    a, b = await _nodes(cfg, tmp_path)
+    a, b = await start_two_nodes(cfg, tmp_path)
     nc, seen = await _raw_nats(nats_server.url)
     try:
         c = await a.client("frank")

@@ -4,7 +4,6 @@ cluster key layout, nodes acting as one, and a cluster node killed and started a
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.sdk_subscriber import SdkSubscriber
-from tests.cluster.test_redis_nodes import SECRET, Node, config
+from tests.cluster.test_redis_nodes import SECRET, Node, config, two_nodes
 from tests.redis_cluster import RedisCluster, cluster_available
 
 pytestmark = [
@@ -35,16 +34,8 @@ def cluster() -> Iterator[RedisCluster]:
 
 @pytest.fixture
 async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps(config(cluster.url)))
-    a, b = Node(cfg), Node(cfg, workers=2)
-    try:
-        await asyncio.gather(a.start(), b.start())
-        await asyncio.sleep(3.2)  # a heartbeat round: every worker knows every other
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    async with two_nodes(config(cluster.url), tmp_path) as pair:
+        yield pair
 
 
 async def test_two_nodes_on_a_redis_cluster(

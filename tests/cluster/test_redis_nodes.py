@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,18 +70,41 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-async def nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps(config(redis.url)))
-    a, b = Node(cfg), Node(cfg, workers=2)
+def _pair(cfg: dict[str, Any], tmp_path: Path) -> tuple[Node, Node]:
+    """Node A (one worker) and node B (two workers) on ``cfg``, not started."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return Node(path), Node(path, workers=2)
+
+
+async def _start(a: Node, b: Node) -> None:
+    await asyncio.gather(a.start(), b.start())
+    await asyncio.sleep(3.2)  # a heartbeat round: every worker knows every other
+
+
+async def start_two_nodes(cfg: dict[str, Any], tmp_path: Path) -> tuple[Node, Node]:
+    """Both nodes started (the caller stops them)."""
+    a, b = _pair(cfg, tmp_path)
+    await _start(a, b)
+    return a, b
+
+
+@asynccontextmanager
+async def two_nodes(cfg: dict[str, Any], tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    """Both nodes started, and stopped on the way out."""
+    a, b = _pair(cfg, tmp_path)
     try:
-        await asyncio.gather(a.start(), b.start())
-        await asyncio.sleep(3.2)  # a heartbeat round: every worker knows every other
+        await _start(a, b)
         yield a, b
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture
+async def nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    async with two_nodes(config(redis.url), tmp_path) as pair:
+        yield pair
 
 
 async def test_two_nodes_act_as_one(nodes: tuple[Node, Node]) -> None:

@@ -38,8 +38,6 @@ def tagged(name: str) -> str:
 class ClusterShard(ScriptRunner):
     """The ``Shard`` interface over a Redis Cluster."""
 
-    cluster = True
-
     def __init__(self, index: int, target: RedisAddress, cfg: RedisConfig) -> None:
         self.index = index
         self.target = target = with_defaults(target, cfg)

@@ -210,8 +210,6 @@ class ScriptRunner:
 class Shard(ScriptRunner):
     """Commands to one Redis server: a connection pool, scripts, key names."""
 
-    cluster = False
-
     def __init__(self, index: int, target: RedisAddress, cfg: RedisConfig) -> None:
         self.index = index
         self.target = target = with_defaults(target, cfg)
